@@ -1,0 +1,179 @@
+//! `WWW-Authenticate` challenges and the Bearer-token flow of the
+//! distribution spec (anonymous for now).
+
+use crate::error::{Error, Result};
+
+/// One challenge of a `WWW-Authenticate` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Challenge {
+    /// Lower-cased scheme, e.g. `bearer` or `basic`.
+    pub scheme: String,
+    /// Parameters in order, names lower-cased.
+    pub params: Vec<(String, String)>,
+}
+
+impl Challenge {
+    pub(crate) fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Parses a `WWW-Authenticate` value into its challenges (RFC 9110 §11.6.1):
+/// quoted values may hold commas, several challenges may follow each other.
+pub(crate) fn parse_challenges(header: &str) -> Vec<Challenge> {
+    let mut out: Vec<Challenge> = Vec::new();
+    let s = header.as_bytes();
+    let mut i = 0;
+    let skip_ws = |i: &mut usize| {
+        while *i < s.len() && (s[*i] == b' ' || s[*i] == b'\t' || s[*i] == b',') {
+            *i += 1;
+        }
+    };
+    let token = |i: &mut usize| {
+        let start = *i;
+        while *i < s.len() && !matches!(s[*i], b' ' | b'\t' | b',' | b'=') {
+            *i += 1;
+        }
+        header[start..*i].to_string()
+    };
+    loop {
+        skip_ws(&mut i);
+        if i >= s.len() {
+            break;
+        }
+        let word = token(&mut i);
+        // Look past spaces for '=' to tell a parameter from a new scheme.
+        let mut j = i;
+        while j < s.len() && (s[j] == b' ' || s[j] == b'\t') {
+            j += 1;
+        }
+        if j < s.len() && s[j] == b'=' && !out.is_empty() {
+            i = j + 1;
+            while i < s.len() && (s[i] == b' ' || s[i] == b'\t') {
+                i += 1;
+            }
+            let value = if i < s.len() && s[i] == b'"' {
+                i += 1;
+                let mut v = String::new();
+                while i < s.len() && s[i] != b'"' {
+                    if s[i] == b'\\' && i + 1 < s.len() {
+                        i += 1;
+                    }
+                    let ch_len = header[i..].chars().next().map_or(1, char::len_utf8);
+                    v.push_str(&header[i..i + ch_len]);
+                    i += ch_len;
+                }
+                i += 1; // closing quote
+                v
+            } else {
+                token(&mut i)
+            };
+            if let Some(last) = out.last_mut() {
+                last.params.push((word.to_ascii_lowercase(), value));
+            }
+        } else if !word.is_empty() {
+            out.push(Challenge {
+                scheme: word.to_ascii_lowercase(),
+                params: Vec::new(),
+            });
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Asks the token server named by a Bearer challenge for a token with `scope`.
+pub(crate) fn fetch_token(
+    agent: &ureq::Agent,
+    challenge: &Challenge,
+    scope: &str,
+    registry: &str,
+) -> Result<String> {
+    let action = format!("getting an access token for {registry}");
+    let realm = challenge.param("realm").ok_or_else(|| Error::Registry {
+        action: action.clone(),
+        status: 401,
+        message: "the Bearer challenge names no token realm".into(),
+    })?;
+    if !(realm.starts_with("https://") || realm.starts_with("http://")) {
+        return Err(Error::Registry {
+            action,
+            status: 401,
+            message: format!("the token realm `{realm}` is not an http(s) URL"),
+        });
+    }
+    let mut request = agent.get(realm);
+    if let Some(service) = challenge.param("service") {
+        request = request.query("service", service);
+    }
+    // Prefer the scope the registry asked for; it may differ from ours.
+    let scope = challenge.param("scope").unwrap_or(scope);
+    for s in scope.split(' ').filter(|s| !s.is_empty()) {
+        request = request.query("scope", s);
+    }
+    let mut response = request.call().map_err(|e| Error::Network {
+        action: action.clone(),
+        detail: e.to_string(),
+    })?;
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(1 << 20)
+        .read_to_string()
+        .unwrap_or_default();
+    if status != 200 {
+        return Err(Error::Registry {
+            action,
+            status,
+            message: crate::client::registry_message(&body),
+        });
+    }
+    let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| Error::Registry {
+        action: action.clone(),
+        status,
+        message: format!("the token server's answer is not JSON: {e}"),
+    })?;
+    json.get("token")
+        .or_else(|| json.get("access_token"))
+        .and_then(|t| t.as_str())
+        .filter(|t| !t.is_empty())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Registry {
+            action,
+            status,
+            message: "the token server's answer has no `token` or `access_token`".into(),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_with_quoted_commas() {
+        let c = parse_challenges(
+            r#"Bearer realm="https://ghcr.io/token",service="ghcr.io",scope="repository:a/b:pull,push""#,
+        );
+        assert_eq!(c.len(), 1);
+        assert_eq!(c[0].scheme, "bearer");
+        assert_eq!(c[0].param("realm"), Some("https://ghcr.io/token"));
+        assert_eq!(c[0].param("service"), Some("ghcr.io"));
+        assert_eq!(c[0].param("scope"), Some("repository:a/b:pull,push"));
+    }
+
+    #[test]
+    fn parses_several_challenges_case_insensitively() {
+        let c = parse_challenges(r#"BASIC realm="x, y", Bearer realm=https://t/token , service=s"#);
+        assert_eq!(c.len(), 2);
+        assert_eq!(c[0].scheme, "basic");
+        assert_eq!(c[0].param("realm"), Some("x, y"));
+        assert_eq!(c[1].scheme, "bearer");
+        assert_eq!(c[1].param("realm"), Some("https://t/token"));
+        assert_eq!(c[1].param("service"), Some("s"));
+    }
+}

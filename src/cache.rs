@@ -1,0 +1,100 @@
+//! The per-user, content-addressed package cache.
+//!
+//! Layout under the cache root:
+//! - `pkgs/sha256/<manifest hex>/` one complete package: `manifest.json`,
+//!   `config.json` and `root/` (the unpacked tree). A directory here is
+//!   complete by construction: it only appears by `rename` of a staging dir
+//!   after every digest matched.
+//! - `tmp/` staging directories of fetches in progress (removed on failure;
+//!   leftovers of killed processes are removed by later fetches).
+//! - `locks/<manifest hex>.lock` files locked while one process fetches that
+//!   package, so concurrent builds download it once.
+
+use std::fs::{self, File};
+use std::path::PathBuf;
+
+use crate::digest::hex_part;
+use crate::env::{self, Env};
+use crate::error::{Error, Result};
+use crate::tempdir::{create_dir_all, TempDir};
+
+/// The cache at one root directory.
+pub(crate) struct Cache {
+    root: PathBuf,
+}
+
+impl Cache {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Cache { root }
+    }
+
+    /// `OCIPKG_CACHE_DIR`, else the per-user cache directory.
+    pub(crate) fn from_env(env: &Env) -> Result<Self> {
+        if let Some(dir) = env.get(env::CACHE_DIR) {
+            return Ok(Cache::new(PathBuf::from(dir)));
+        }
+        match directories::ProjectDirs::from("", "", "ocipkg") {
+            Some(dirs) => Ok(Cache::new(dirs.cache_dir().to_path_buf())),
+            None => Err(Error::usage(
+                "cannot find a per-user cache directory (no home directory is known)",
+                format!("set {} to a writable directory", env::CACHE_DIR),
+            )),
+        }
+    }
+
+    /// The directory of a complete package, if it is cached.
+    pub(crate) fn lookup(&self, manifest_digest: &str) -> Result<Option<PathBuf>> {
+        let dir = self.package_dir(manifest_digest)?;
+        Ok(dir.join("root").is_dir().then_some(dir))
+    }
+
+    fn package_dir(&self, manifest_digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("pkgs")
+            .join("sha256")
+            .join(hex_part(manifest_digest)?))
+    }
+
+    /// Takes the lock of one package (blocking while another process holds it).
+    pub(crate) fn lock(&self, manifest_digest: &str) -> Result<File> {
+        let dir = self.root.join("locks");
+        create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.lock", hex_part(manifest_digest)?));
+        let file = File::create(&path)
+            .map_err(|e| Error::io(format!("creating lock file {}", path.display()), e))?;
+        file.lock()
+            .map_err(|e| Error::io(format!("locking {}", path.display()), e))?;
+        Ok(file)
+    }
+
+    /// A fresh staging directory inside the cache (so the final rename stays
+    /// on one file system). It is removed when dropped unless committed.
+    pub(crate) fn staging(&self) -> Result<TempDir> {
+        TempDir::new_in(&self.root.join("tmp"), "")
+    }
+
+    /// Makes a staged package visible under its digest.
+    pub(crate) fn commit(&self, staging: TempDir, manifest_digest: &str) -> Result<PathBuf> {
+        let dest = self.package_dir(manifest_digest)?;
+        if let Some(parent) = dest.parent() {
+            create_dir_all(parent)?;
+        }
+        let src = staging.keep();
+        match fs::rename(&src, &dest) {
+            Ok(()) => Ok(dest),
+            // Someone else committed the same content first: theirs is as good.
+            Err(_) if dest.join("root").is_dir() => {
+                let _ = fs::remove_dir_all(&src);
+                Ok(dest)
+            }
+            Err(e) => {
+                let _ = fs::remove_dir_all(&src);
+                Err(Error::io(
+                    format!("moving the package into {}", dest.display()),
+                    e,
+                ))
+            }
+        }
+    }
+}

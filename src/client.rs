@@ -1,0 +1,394 @@
+//! A registry client for one repository: the pull and push endpoints of the
+//! OCI distribution spec, with the anonymous Bearer-token flow.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::Path;
+use std::time::Duration;
+
+use ureq::http::Response;
+use ureq::Body;
+
+use crate::auth;
+use crate::env::{self, Env};
+use crate::error::{Error, Result};
+use crate::reference::Reference;
+
+/// Media types we accept for manifests, most preferred first.
+pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
+     application/vnd.oci.image.index.v1+json, \
+     application/vnd.docker.distribution.manifest.v2+json, \
+     application/vnd.docker.distribution.manifest.list.v2+json";
+
+/// Manifests larger than this are refused (the spec suggests 4 MiB).
+const MANIFEST_LIMIT: u64 = 4 << 20;
+
+/// A manifest as served: raw bytes (what the digest covers) and media type.
+pub(crate) struct FetchedManifest {
+    pub bytes: Vec<u8>,
+    pub media_type: Option<String>,
+    pub digest_header: Option<String>,
+}
+
+/// Talks to one repository of one registry.
+pub(crate) struct Client {
+    agent: ureq::Agent,
+    base: String,
+    registry: String,
+    repository: String,
+    push: bool,
+    token: Option<String>,
+}
+
+impl Client {
+    /// A client for `reference`'s repository. `plain_http` selects `http://`
+    /// (loopback or explicitly insecure registries only); `push` asks for push
+    /// rights when a token is needed.
+    pub(crate) fn new(reference: &Reference, plain_http: bool, push: bool) -> Self {
+        let config = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_connect(Some(Duration::from_secs(30)))
+            .timeout_recv_response(Some(Duration::from_secs(120)))
+            .timeout_per_read(Some(Duration::from_secs(120)))
+            .user_agent(concat!("ocipkg/", env!("CARGO_PKG_VERSION")))
+            .build();
+        let scheme = if plain_http { "http" } else { "https" };
+        Client {
+            agent: config.into(),
+            base: format!("{scheme}://{}", reference.api_host()),
+            registry: reference.registry().to_string(),
+            repository: reference.repository().to_string(),
+            push,
+            token: None,
+        }
+    }
+
+    /// A client whose scheme follows the rules: HTTPS, except for loopback
+    /// registries and those listed in `OCIPKG_INSECURE_REGISTRIES`.
+    pub(crate) fn for_reference(reference: &Reference, env: &Env, push: bool) -> Self {
+        let listed = env
+            .get(env::INSECURE_REGISTRIES)
+            .map(|list| {
+                list.split(',')
+                    .map(str::trim)
+                    .any(|entry| entry == reference.registry() || entry == reference.api_host())
+            })
+            .unwrap_or(false);
+        Client::new(reference, reference.is_loopback() || listed, push)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}/v2/{}/{path}", self.base, self.repository)
+    }
+
+    /// Sends a request built by `make` (given the Authorization value, if
+    /// any); on a Bearer 401 gets a token and sends it once more.
+    fn execute<F>(&mut self, action: &str, make: F) -> Result<Response<Body>>
+    where
+        F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
+    {
+        let network = |e: ureq::Error| Error::Network {
+            action: action.to_string(),
+            detail: e.to_string(),
+        };
+        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
+        let response = make(&self.agent, auth.as_deref()).map_err(network)?;
+        if response.status().as_u16() != 401 {
+            return Ok(response);
+        }
+        let challenges: Vec<auth::Challenge> = response
+            .headers()
+            .get_all("www-authenticate")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(auth::parse_challenges)
+            .collect();
+        let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") else {
+            return Ok(response);
+        };
+        let actions = if self.push { "pull,push" } else { "pull" };
+        let scope = format!("repository:{}:{actions}", self.repository);
+        let token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry)?;
+        let auth = format!("Bearer {token}");
+        self.token = Some(token);
+        make(&self.agent, Some(&auth)).map_err(network)
+    }
+
+    /// Turns a non-success response into an error carrying the registry's message.
+    fn fail(action: &str, mut response: Response<Body>) -> Error {
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(64 << 10)
+            .read_to_string()
+            .unwrap_or_default();
+        Error::Registry {
+            action: action.to_string(),
+            status,
+            message: registry_message(&body),
+        }
+    }
+
+    /// GET a manifest or index by tag or digest.
+    pub(crate) fn get_manifest(&mut self, reference: &str) -> Result<FetchedManifest> {
+        let action = format!(
+            "fetching manifest {}/{}:{reference}",
+            self.registry, self.repository
+        );
+        let url = self.url(&format!("manifests/{reference}"));
+        let mut response = self.execute(&action, |agent, auth| {
+            with_auth(agent.get(&url).header("Accept", MANIFEST_ACCEPT), auth).call()
+        })?;
+        if response.status().as_u16() != 200 {
+            return Err(Self::fail(&action, response));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.split(';').next().unwrap_or(v).trim().to_string())
+        };
+        let media_type = header("content-type");
+        let digest_header = header("docker-content-digest");
+        let bytes = response
+            .body_mut()
+            .with_config()
+            .limit(MANIFEST_LIMIT)
+            .read_to_vec()
+            .map_err(|e| Error::Network {
+                action: action.clone(),
+                detail: e.to_string(),
+            })?;
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest_header,
+        })
+    }
+
+    /// GET a blob as a stream. The caller verifies what it reads.
+    pub(crate) fn get_blob(&mut self, digest: &str) -> Result<Box<dyn Read + Send>> {
+        let action = format!(
+            "downloading blob {digest} of {}/{}",
+            self.registry, self.repository
+        );
+        let url = self.url(&format!("blobs/{digest}"));
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.get(&url), auth).call()
+        })?;
+        if response.status().as_u16() != 200 {
+            return Err(Self::fail(&action, response));
+        }
+        Ok(Box::new(response.into_body().into_reader()))
+    }
+
+    /// Whether the repository already holds a blob.
+    pub(crate) fn has_blob(&mut self, digest: &str) -> Result<bool> {
+        let action = format!(
+            "checking for blob {digest} in {}/{}",
+            self.registry, self.repository
+        );
+        let url = self.url(&format!("blobs/{digest}"));
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.head(&url), auth).call()
+        })?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            _ => Err(Self::fail(&action, response)),
+        }
+    }
+
+    /// Uploads a blob from a file: POST opens a session, PUT with the digest
+    /// completes it.
+    pub(crate) fn upload_blob(&mut self, path: &Path, digest: &str) -> Result<()> {
+        let action = format!(
+            "uploading blob {digest} to {}/{}",
+            self.registry, self.repository
+        );
+        let url = self.url("blobs/uploads/");
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.post(&url), auth).send_empty()
+        })?;
+        if response.status().as_u16() != 202 {
+            return Err(Self::fail(&action, response));
+        }
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Registry {
+                action: action.clone(),
+                status: 202,
+                message: "the upload session has no Location header".into(),
+            })?;
+        let put_url = upload_url(&self.base, location, digest);
+        let response = self.execute(&action, |agent, auth| {
+            let file = File::open(path).map_err(ureq::Error::Io)?;
+            with_auth(agent.put(&put_url), auth)
+                .header("Content-Type", "application/octet-stream")
+                .send(&file)
+        })?;
+        if response.status().as_u16() != 201 {
+            return Err(Self::fail(&action, response));
+        }
+        Ok(())
+    }
+
+    /// PUT a manifest under a tag or digest.
+    pub(crate) fn put_manifest(
+        &mut self,
+        reference: &str,
+        bytes: &[u8],
+        media_type: &str,
+    ) -> Result<()> {
+        let action = format!(
+            "pushing manifest {}/{}:{reference}",
+            self.registry, self.repository
+        );
+        let url = self.url(&format!("manifests/{reference}"));
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.put(&url), auth)
+                .header("Content-Type", media_type)
+                .send(bytes)
+        })?;
+        if response.status().as_u16() != 201 {
+            return Err(Self::fail(&action, response));
+        }
+        Ok(())
+    }
+
+    /// All tags of the repository, following `Link` pagination.
+    pub(crate) fn list_tags(&mut self) -> Result<Vec<String>> {
+        let action = format!("listing tags of {}/{}", self.registry, self.repository);
+        let mut url = self.url("tags/list");
+        let mut tags = Vec::new();
+        loop {
+            let mut response = self.execute(&action, |agent, auth| {
+                with_auth(agent.get(&url), auth).call()
+            })?;
+            if response.status().as_u16() != 200 {
+                return Err(Self::fail(&action, response));
+            }
+            let next = response
+                .headers()
+                .get("link")
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(16 << 20)
+                .read_to_string()
+                .map_err(|e| Error::Network {
+                    action: action.clone(),
+                    detail: e.to_string(),
+                })?;
+            let json: serde_json::Value = serde_json::from_str(&body)
+                .map_err(|e| Error::invalid("the tag list", e.to_string()))?;
+            // Distribution answers `"tags": null` for a repository without tags.
+            if let Some(list) = json.get("tags").and_then(|t| t.as_array()) {
+                tags.extend(list.iter().filter_map(|t| t.as_str().map(String::from)));
+            }
+            match next {
+                Some(link) if link.starts_with('/') => url = format!("{}{link}", self.base),
+                Some(link) => url = link,
+                None => break,
+            }
+        }
+        Ok(tags)
+    }
+}
+
+fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {
+    match auth {
+        Some(value) => request.header("Authorization", value),
+        None => request,
+    }
+}
+
+/// The URL that completes an upload: `Location` may be absolute or relative
+/// and may already carry a query.
+fn upload_url(base: &str, location: &str, digest: &str) -> String {
+    let absolute = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else if location.starts_with('/') {
+        format!("{base}{location}")
+    } else {
+        format!("{base}/{location}")
+    };
+    let separator = if absolute.contains('?') { '&' } else { '?' };
+    // A digest holds only `[a-z0-9:]`; `:` is allowed in a query unescaped.
+    format!("{absolute}{separator}digest={digest}")
+}
+
+/// The target of `Link: <url>; rel="next"`, if any.
+fn next_link(link: &str) -> Option<String> {
+    link.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        if !params.replace(' ', "").contains("rel=\"next\"") {
+            return None;
+        }
+        let t = target.trim();
+        Some(t.strip_prefix('<')?.strip_suffix('>')?.to_string())
+    })
+}
+
+/// The human message of a registry error body
+/// (`{"errors":[{"code":…,"message":…,"detail":…}]}`), or a short excerpt.
+pub(crate) fn registry_message(body: &str) -> String {
+    if let Ok(json) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(errors) = json.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errors
+                .iter()
+                .map(|e| {
+                    let code = e.get("code").and_then(|c| c.as_str()).unwrap_or("");
+                    let message = e.get("message").and_then(|c| c.as_str()).unwrap_or("");
+                    format!("{code}: {message}")
+                })
+                .collect();
+            if !parts.is_empty() {
+                return parts.join("; ");
+            }
+        }
+    }
+    let trimmed: String = body.trim().chars().take(200).collect();
+    trimmed
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_url_handles_every_location_form() {
+        let d = "sha256:ab";
+        assert_eq!(
+            upload_url("http://h:1", "http://h:1/v2/r/blobs/uploads/u?_state=x", d),
+            "http://h:1/v2/r/blobs/uploads/u?_state=x&digest=sha256:ab"
+        );
+        assert_eq!(
+            upload_url("https://h", "/v2/r/blobs/uploads/u", d),
+            "https://h/v2/r/blobs/uploads/u?digest=sha256:ab"
+        );
+    }
+
+    #[test]
+    fn link_header_pagination() {
+        assert_eq!(
+            next_link(r#"</v2/r/tags/list?last=b&n=2>; rel="next""#).as_deref(),
+            Some("/v2/r/tags/list?last=b&n=2")
+        );
+        assert_eq!(next_link(r#"</x>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn registry_messages_are_extracted() {
+        let body =
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(registry_message(body), "MANIFEST_UNKNOWN: manifest unknown");
+        assert_eq!(registry_message("plain text"), "plain text");
+    }
+}

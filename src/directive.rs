@@ -1,0 +1,88 @@
+//! Cargo build-script directives, as data.
+//!
+//! They are collected while a package is linked and printed once at the end by
+//! [`print`], so tests can assert on them. Single-colon `cargo:` syntax keeps
+//! callers with an MSRV older than 1.77 working.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// How a library is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum LinkKind {
+    /// A static archive (`libfoo.a`, `foo.lib`).
+    Static,
+    /// A shared library (`libfoo.so`, `libfoo.dylib`, `foo.dll`).
+    Dylib,
+}
+
+impl fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            LinkKind::Static => "static",
+            LinkKind::Dylib => "dylib",
+        })
+    }
+}
+
+/// One line for cargo.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Directive {
+    /// `cargo:rerun-if-env-changed=NAME`
+    RerunIfEnvChanged(String),
+    /// `cargo:rustc-link-search=native=DIR`
+    LinkSearch(PathBuf),
+    /// `cargo:rustc-link-lib=KIND=NAME`
+    LinkLib(LinkKind, String),
+    /// `cargo:KEY=VALUE`, metadata for crates depending on the `links` crate.
+    Metadata(String, String),
+    /// `cargo:warning=MESSAGE`
+    Warning(String),
+}
+
+impl fmt::Display for Directive {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Directive::RerunIfEnvChanged(name) => write!(f, "cargo:rerun-if-env-changed={name}"),
+            Directive::LinkSearch(dir) => {
+                write!(f, "cargo:rustc-link-search=native={}", dir.display())
+            }
+            Directive::LinkLib(kind, name) => write!(f, "cargo:rustc-link-lib={kind}={name}"),
+            Directive::Metadata(key, value) => write!(f, "cargo:{key}={value}"),
+            Directive::Warning(message) => write!(f, "cargo:warning={message}"),
+        }
+    }
+}
+
+/// Prints the directives to stdout, one per line: the only output ocipkg
+/// writes to stdout in a build script.
+pub fn print(directives: &[Directive]) {
+    use std::io::Write;
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    for d in directives {
+        // A closed stdout in a build script cannot be reported anywhere useful.
+        let _ = writeln!(out, "{d}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_single_colon_syntax() {
+        assert_eq!(
+            Directive::LinkSearch(PathBuf::from("/c/lib")).to_string(),
+            "cargo:rustc-link-search=native=/c/lib"
+        );
+        assert_eq!(
+            Directive::LinkLib(LinkKind::Static, "foo".into()).to_string(),
+            "cargo:rustc-link-lib=static=foo"
+        );
+        assert_eq!(
+            Directive::Metadata("include".into(), "/x".into()).to_string(),
+            "cargo:include=/x"
+        );
+    }
+}

@@ -1,0 +1,108 @@
+//! Every environment variable ocipkg reads, and the one reader that reads them.
+//!
+//! In a build script each read also records `cargo:rerun-if-env-changed=NAME`,
+//! so that changing the variable re-runs the build script.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use crate::directive::Directive;
+
+/// Moves the package cache (default: the per-user cache dir chosen by `directories`).
+pub const CACHE_DIR: &str = "OCIPKG_CACHE_DIR";
+/// Comma-separated `host[:port]` list of registries reached over plain HTTP.
+pub const INSECURE_REGISTRIES: &str = "OCIPKG_INSECURE_REGISTRIES";
+/// Target triple being built for (set by cargo for build scripts).
+pub const TARGET: &str = "TARGET";
+/// Target OS being built for (set by cargo for build scripts).
+pub const CARGO_CFG_TARGET_OS: &str = "CARGO_CFG_TARGET_OS";
+/// Target environment (gnu, musl, msvc, ...) being built for (set by cargo for build scripts).
+pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
+/// Fixed timestamp for reproducible packs.
+pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Reads environment variables, optionally recording them for cargo.
+///
+/// A fake environment can be injected for tests with [`Env::fake`].
+pub(crate) struct Env {
+    fake: Option<HashMap<String, String>>,
+    record: bool,
+    read: RefCell<Vec<String>>,
+}
+
+impl Env {
+    /// The process environment. `record` makes each read emit a rerun directive.
+    pub(crate) fn process(record: bool) -> Self {
+        Env {
+            fake: None,
+            record,
+            read: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// A fixed environment for tests.
+    #[cfg(test)]
+    pub(crate) fn fake(vars: &[(&str, &str)]) -> Self {
+        Env {
+            fake: Some(
+                vars.iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+            ),
+            record: true,
+            read: RefCell::new(Vec::new()),
+        }
+    }
+
+    /// The value of `name`, if set to valid unicode and not empty.
+    pub(crate) fn get(&self, name: &str) -> Option<String> {
+        if self.record {
+            let mut read = self.read.borrow_mut();
+            if !read.iter().any(|n| n == name) {
+                read.push(name.to_string());
+            }
+        }
+        let value = match &self.fake {
+            Some(map) => map.get(name).cloned(),
+            #[allow(clippy::disallowed_methods)] // the one place that reads the environment
+            None => std::env::var(name).ok(),
+        };
+        value.filter(|v| !v.is_empty())
+    }
+
+    /// `cargo:rerun-if-env-changed` directives for every variable read so far.
+    pub(crate) fn rerun_directives(&self) -> Vec<Directive> {
+        self.read
+            .borrow()
+            .iter()
+            .map(|n| Directive::RerunIfEnvChanged(n.clone()))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_are_recorded_once() {
+        let env = Env::fake(&[("A", "1"), ("EMPTY", "")]);
+        assert_eq!(env.get("A").as_deref(), Some("1"));
+        assert_eq!(env.get("A").as_deref(), Some("1"));
+        assert_eq!(env.get("EMPTY"), None);
+        assert_eq!(env.get("MISSING"), None);
+        let lines: Vec<String> = env
+            .rerun_directives()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(
+            lines,
+            [
+                "cargo:rerun-if-env-changed=A",
+                "cargo:rerun-if-env-changed=EMPTY",
+                "cargo:rerun-if-env-changed=MISSING"
+            ]
+        );
+    }
+}

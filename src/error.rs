@@ -1,0 +1,239 @@
+//! The one error type of the crate.
+//!
+//! Every variant renders as a short first line saying what failed, followed by
+//! indented lines saying why and what to do. `Debug` delegates to `Display`, so
+//! `.unwrap()` in a build script prints the advice instead of a struct dump.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong while resolving, fetching, unpacking, linking
+/// or publishing a package.
+#[non_exhaustive]
+pub enum Error {
+    /// The image reference could not be parsed.
+    InvalidReference {
+        /// The reference as given.
+        input: String,
+        /// Which part is wrong and why.
+        reason: String,
+    },
+    /// The registry answered with an unexpected HTTP status.
+    Registry {
+        /// What we were doing, e.g. "fetching manifest of ghcr.io/a/b:1".
+        action: String,
+        /// HTTP status code.
+        status: u16,
+        /// The registry's own message, if it sent one.
+        message: String,
+    },
+    /// The registry could not be reached (DNS, connect, TLS, broken transfer).
+    Network {
+        /// What we were doing.
+        action: String,
+        /// The underlying error.
+        detail: String,
+    },
+    /// Content did not match the digest that names it.
+    DigestMismatch {
+        /// What was verified, e.g. "layer 0 of 127.0.0.1:5000/foo:1".
+        what: String,
+        /// The digest the manifest (or the reference) promised.
+        expected: String,
+        /// The digest of the bytes we received.
+        actual: String,
+    },
+    /// Content did not have the size its descriptor promised.
+    SizeMismatch {
+        /// What was verified.
+        what: String,
+        /// Size from the descriptor.
+        expected: u64,
+        /// Size received.
+        actual: u64,
+    },
+    /// A manifest, index, layout or config could not be understood.
+    InvalidContent {
+        /// What was being read.
+        what: String,
+        /// Why it is not acceptable.
+        reason: String,
+    },
+    /// The package holds no library this target can link.
+    NoLibraries {
+        /// The reference of the package.
+        reference: String,
+        /// Where the package was unpacked.
+        root: PathBuf,
+        /// The target being built for.
+        target: String,
+        /// File name patterns that were looked for.
+        looked_for: String,
+    },
+    /// A file system operation failed.
+    Io {
+        /// What we were doing, naming the path.
+        action: String,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A producer-side command was used in a way that cannot work.
+    Usage {
+        /// What is wrong.
+        problem: String,
+        /// What to do about it.
+        help: String,
+    },
+    /// An external command (cargo, git) failed.
+    Command {
+        /// The command line.
+        command: String,
+        /// Exit status or spawn error, and its stderr tail.
+        detail: String,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            action: action.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn invalid(what: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::InvalidContent {
+            what: what.into(),
+            reason: reason.into(),
+        }
+    }
+
+    pub(crate) fn usage(problem: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Usage {
+            problem: problem.into(),
+            help: help.into(),
+        }
+    }
+}
+
+/// Advice for an HTTP status returned by a registry.
+fn status_advice(status: u16) -> &'static str {
+    match status {
+        401 | 403 => {
+            "the registry refused access. Check that the repository exists and is public, or \
+             that you are logged in to it with push/pull rights."
+        }
+        404 => {
+            "the registry does not know this repository, tag or digest. Check the reference \
+             (spelling, tag) and that the package was published."
+        }
+        429 => "the registry is rate-limiting this client; wait a moment and build again.",
+        500..=599 => "the registry had an internal error; try again later.",
+        _ => "check the reference and the registry's address.",
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidReference { input, reason } => write!(
+                f,
+                "ocipkg: invalid image reference `{input}`\n  \
+                 reason: {reason}\n  \
+                 help: a reference looks like `[registry[:port]/]repository[:tag][@sha256:<64 hex>]`, \
+                 e.g. `ghcr.io/org/libfoo:1.2` or `127.0.0.1:5000/libfoo:latest`"
+            ),
+            Error::Registry {
+                action,
+                status,
+                message,
+            } => {
+                write!(f, "ocipkg: {action} failed: HTTP {status}")?;
+                if !message.is_empty() {
+                    write!(f, "\n  registry says: {message}")?;
+                }
+                write!(f, "\n  help: {}", status_advice(*status))
+            }
+            Error::Network { action, detail } => write!(
+                f,
+                "ocipkg: {action} failed: {detail}\n  \
+                 help: check that the registry is reachable from this machine. Registries other \
+                 than loopback ones are reached over HTTPS; list a plain-HTTP registry in \
+                 OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]) to use HTTP."
+            ),
+            Error::DigestMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "ocipkg: digest mismatch for {what}\n  \
+                 expected: {expected}\n  \
+                 actual:   {actual}\n  \
+                 help: the content was changed in transit or in the registry's storage. Nothing \
+                 was added to the cache. Re-publish the package or report it to its publisher."
+            ),
+            Error::SizeMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(
+                f,
+                "ocipkg: size mismatch for {what}\n  \
+                 expected: {expected} bytes\n  \
+                 actual:   {actual} bytes\n  \
+                 help: the content was truncated or changed. Nothing was added to the cache; \
+                 build again, and if it persists re-publish the package."
+            ),
+            Error::InvalidContent { what, reason } => write!(
+                f,
+                "ocipkg: cannot use {what}\n  \
+                 reason: {reason}\n  \
+                 help: check that the reference names a package made by `ocipkg pack` or \
+                 `cargo ocipkg build` (an OCI image manifest with tar layers)."
+            ),
+            Error::NoLibraries {
+                reference,
+                root,
+                target,
+                looked_for,
+            } => write!(
+                f,
+                "ocipkg: package {reference} holds no library for target {target}\n  \
+                 unpacked at: {}\n  \
+                 looked for: {looked_for} in lib/, lib64/ and the package root\n  \
+                 help: publish a package built for {target}, or check the target you build for \
+                 (cargo build --target ...).",
+                root.display()
+            ),
+            Error::Io { action, source } => write!(
+                f,
+                "ocipkg: {action} failed: {source}\n  \
+                 help: check permissions and free space. The cache location can be moved with \
+                 OCIPKG_CACHE_DIR."
+            ),
+            Error::Usage { problem, help } => write!(f, "ocipkg: {problem}\n  help: {help}"),
+            Error::Command { command, detail } => {
+                write!(f, "ocipkg: `{command}` failed\n  {detail}")
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! Producer side: a directory becomes a package in an OCI image layout.
+//!
+//! Packs are reproducible: entries are sorted, owned by uid/gid 0 with no
+//! names, modes normalised to 0755/0644, and dated `SOURCE_DATE_EPOCH` (or 0).
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
+};
+
+use crate::env::{self, Env};
+use crate::error::{Error, Result};
+use crate::format;
+use crate::layout::{canonical_json, Layout};
+use crate::reference::Reference;
+use crate::tempdir::TempDir;
+
+/// What [`pack`] wrote.
+#[derive(Clone, Debug)]
+pub struct Packed {
+    /// The reference the package will be pushed to.
+    pub reference: String,
+    /// Digest of the manifest.
+    pub manifest_digest: String,
+    /// Where the layout was written.
+    pub output: PathBuf,
+}
+
+/// Packs `dir` (its contents become the package tree: put libraries in
+/// `lib/` and headers in `include/`) as an OCI image layout at `output`: a
+/// directory, or a tar archive when `output` ends in `.tar`.
+pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+    let reference = Reference::parse(reference)?;
+    let reference = match (reference.tag(), reference.digest()) {
+        (_, Some(_)) => {
+            return Err(Error::usage(
+                format!("cannot pack to `{reference}`: it names a digest"),
+                "give a tag instead (`registry/repository:tag`); the digest is computed",
+            ))
+        }
+        (None, None) => reference.with_tag("latest")?,
+        _ => reference,
+    };
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("{} is not a directory", dir.display()),
+            "give the directory holding lib/ and include/ to pack",
+        ));
+    }
+    let mtime = source_date_epoch(&Env::process(false))?;
+    let as_tar = output.extension().is_some_and(|e| e == "tar");
+    let staging;
+    let layout_dir = if as_tar {
+        if output.exists() {
+            return Err(Error::usage(
+                format!("output {} exists", output.display()),
+                "remove it or choose another --output",
+            ));
+        }
+        let parent = output
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        staging = TempDir::new_in(parent, ".ocipkg-pack-")?;
+        staging.path().to_path_buf()
+    } else {
+        output.to_path_buf()
+    };
+    let layout = Layout::create(&layout_dir)?;
+
+    let (layer_digest, layer_size) = layout.write_blob_with(|w| {
+        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
+        let mut builder = tar::Builder::new(gz);
+        append_tree(&mut builder, dir, Path::new(""), mtime)?;
+        builder.into_inner()?.finish()?;
+        Ok(())
+    })?;
+    let config_digest = layout.write_blob(format::EMPTY_CONFIG)?;
+
+    let name = reference
+        .repository()
+        .rsplit('/')
+        .next()
+        .unwrap_or("package");
+    let mut layer = Descriptor::new(
+        MediaType::from(format::LAYER_MEDIA_TYPE),
+        layer_size,
+        parse_digest(&layer_digest)?,
+    );
+    layer.set_annotations(Some(HashMap::from([(
+        format::TITLE_ANNOTATION.to_string(),
+        format!("{name}.tar.gz"),
+    )])));
+    let config = Descriptor::new(
+        MediaType::EmptyJSON,
+        format::EMPTY_CONFIG.len() as u64,
+        parse_digest(&config_digest)?,
+    );
+    let manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::from(format::ARTIFACT_TYPE))
+        .config(config)
+        .layers(vec![layer])
+        .build()
+        .map_err(|e| Error::invalid("the manifest being packed", e.to_string()))?;
+    let manifest_bytes = canonical_json(&manifest)?;
+    let manifest_digest = layout.write_blob(&manifest_bytes)?;
+
+    let mut entry = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest_bytes.len() as u64,
+        parse_digest(&manifest_digest)?,
+    );
+    entry.set_artifact_type(Some(MediaType::from(format::ARTIFACT_TYPE)));
+    entry.set_annotations(Some(HashMap::from([
+        (
+            format::REF_NAME_ANNOTATION.to_string(),
+            reference.tag().unwrap_or("latest").to_string(),
+        ),
+        (
+            format::REFERENCE_ANNOTATION.to_string(),
+            reference.to_string(),
+        ),
+    ])));
+    let index = ImageIndexBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageIndex)
+        .manifests(vec![entry])
+        .build()
+        .map_err(|e| Error::invalid("the index being packed", e.to_string()))?;
+    layout.write_index(&index)?;
+
+    if as_tar {
+        let file = File::create(output)
+            .map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
+        let mut builder = tar::Builder::new(io::BufWriter::new(file));
+        append_tree(&mut builder, layout.dir(), Path::new(""), mtime)
+            .and_then(|()| builder.into_inner()?.flush())
+            .map_err(|e| {
+                let _ = fs::remove_file(output);
+                Error::io(format!("writing {}", output.display()), e)
+            })?;
+    }
+    Ok(Packed {
+        reference: reference.to_string(),
+        manifest_digest,
+        output: output.to_path_buf(),
+    })
+}
+
+fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
+    digest.parse().map_err(|e: oci_spec::OciSpecError| {
+        Error::invalid(format!("digest {digest}"), e.to_string())
+    })
+}
+
+fn source_date_epoch(env: &Env) -> Result<u64> {
+    match env.get(env::SOURCE_DATE_EPOCH) {
+        None => Ok(0),
+        Some(v) => v.trim().parse().map_err(|_| {
+            Error::usage(
+                format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
+                "set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. `$(git log -1 --format=%ct)`",
+            )
+        }),
+    }
+}
+
+/// Appends `src` recursively as `prefix/...`, in sorted order with
+/// normalised metadata.
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    src: &Path,
+    prefix: &Path,
+    mtime: u64,
+) -> io::Result<()> {
+    let mut entries: Vec<(std::ffi::OsString, PathBuf)> = fs::read_dir(src)?
+        .map(|e| e.map(|e| (e.file_name(), e.path())))
+        .collect::<io::Result<_>>()?;
+    entries.sort();
+    for (name, path) in entries {
+        let rel = prefix.join(&name);
+        let meta = fs::symlink_metadata(&path)?;
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(mtime);
+        if meta.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, &rel, io::empty())?;
+            append_tree(builder, &path, &rel, mtime)?;
+        } else if meta.file_type().is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            builder.append_link(&mut header, &rel, fs::read_link(&path)?)?;
+        } else if meta.is_file() {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
+            header.set_size(meta.len());
+            builder.append_data(&mut header, &rel, File::open(&path)?)?;
+        }
+        // Sockets, fifos and devices have no place in a package: skipped.
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &fs::Metadata) -> bool {
+    false
+}

@@ -1,0 +1,142 @@
+//! Brings a reference into the cache: resolve → verified stream → cache.
+
+use std::fs;
+use std::path::PathBuf;
+
+use oci_spec::image::ImageManifest;
+
+use crate::cache::Cache;
+use crate::client::Client;
+use crate::digest::{self, VerifyingReader};
+use crate::error::{Error, Result};
+use crate::format;
+use crate::reference::Reference;
+use crate::unpack::unpack_layer;
+
+/// A package present in the cache.
+pub(crate) struct Cached {
+    /// `pkgs/sha256/<hex>` (holds `root/`, `manifest.json`, `config.json`).
+    pub dir: PathBuf,
+    /// Digest of the manifest.
+    pub digest: String,
+}
+
+/// Returns the cached package for `reference`, downloading it if needed.
+pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) -> Result<Cached> {
+    // A digest-pinned reference that is cached needs no network at all.
+    if let Some(pinned) = reference.digest() {
+        if let Some(dir) = cache.lookup(pinned)? {
+            return Ok(Cached {
+                dir,
+                digest: pinned.to_string(),
+            });
+        }
+    }
+    let fetched = client.get_manifest(reference.manifest_reference())?;
+    let digest = digest::sha256(&fetched.bytes);
+    let what = format!("the manifest of {reference}");
+    if let Some(pinned) = reference.digest() {
+        digest::verify_bytes(&what, &fetched.bytes, pinned, None)?;
+    } else if let Some(header) = fetched.digest_header.as_deref() {
+        if header.starts_with("sha256:") {
+            digest::verify_bytes(&what, &fetched.bytes, header, None)?;
+        }
+    }
+    let manifest = parse_manifest(reference, &fetched.bytes, fetched.media_type.as_deref())?;
+    if let Some(dir) = cache.lookup(&digest)? {
+        return Ok(Cached { dir, digest });
+    }
+    let _lock = cache.lock(&digest)?;
+    // Another process may have finished it while we waited for the lock.
+    if let Some(dir) = cache.lookup(&digest)? {
+        return Ok(Cached { dir, digest });
+    }
+    let staging = cache.staging()?;
+    let write = |name: &str, bytes: &[u8]| {
+        let path = staging.path().join(name);
+        fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    };
+    write("manifest.json", &fetched.bytes)?;
+
+    let config = manifest.config();
+    let config_bytes = fetch_small_blob(
+        client,
+        config.digest().as_ref(),
+        config.size(),
+        &format!("the config of {reference}"),
+    )?;
+    write("config.json", &config_bytes)?;
+
+    let root = staging.path().join("root");
+    fs::create_dir(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    for (i, layer) in manifest.layers().iter().enumerate() {
+        let media_type = layer.media_type().to_string();
+        let layer_digest = layer.digest().to_string();
+        let what = format!("layer {i} ({layer_digest}) of {reference}");
+        let Some(compression) = format::layer_compression(&media_type) else {
+            return Err(Error::invalid(
+                what,
+                format!(
+                    "layer media type `{media_type}` is not supported (use tar or tar+gzip layers)"
+                ),
+            ));
+        };
+        digest::hex_part(&layer_digest)?;
+        let body = client.get_blob(&layer_digest)?;
+        let mut verifying = VerifyingReader::new(body, layer.size());
+        let unpacked = unpack_layer(&mut verifying, compression, &root);
+        // Verify first: a digest mismatch explains a broken archive better
+        // than the archive error does.
+        verifying.finish(&what, &layer_digest)?;
+        unpacked.map_err(|e| Error::invalid(&what, format!("unpacking failed: {e}")))?;
+    }
+    let dir = cache.commit(staging, &digest)?;
+    Ok(Cached { dir, digest })
+}
+
+fn parse_manifest(
+    reference: &Reference,
+    bytes: &[u8],
+    media_type: Option<&str>,
+) -> Result<ImageManifest> {
+    let what = format!("the manifest of {reference}");
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid(&what, format!("it is not JSON: {e}")))?;
+    let declared = json
+        .get("mediaType")
+        .and_then(|m| m.as_str())
+        .or(media_type)
+        .unwrap_or(format::MANIFEST_MEDIA_TYPE);
+    if declared == format::INDEX_MEDIA_TYPE
+        || declared == "application/vnd.docker.distribution.manifest.list.v2+json"
+        || json.get("manifests").is_some()
+    {
+        return Err(Error::invalid(
+            what,
+            "it is a multi-platform index; this version of ocipkg links single-platform \
+             packages only. Pin the platform's manifest by digest (`REF@sha256:...`)",
+        ));
+    }
+    ImageManifest::from_reader(bytes)
+        .map_err(|e| Error::invalid(what, format!("it is not an OCI image manifest: {e}")))
+}
+
+/// Downloads and verifies a small blob (a config) into memory.
+fn fetch_small_blob(client: &mut Client, digest: &str, size: u64, what: &str) -> Result<Vec<u8>> {
+    digest::hex_part(digest)?;
+    if size > (4 << 20) {
+        return Err(Error::invalid(
+            what,
+            format!("it is {size} bytes; at most 4 MiB is accepted"),
+        ));
+    }
+    let body = client.get_blob(digest)?;
+    let mut bytes = Vec::new();
+    let mut verifying = VerifyingReader::new(body, size);
+    std::io::Read::read_to_end(&mut verifying, &mut bytes).map_err(|e| Error::Network {
+        action: format!("reading {what}"),
+        detail: e.to_string(),
+    })?;
+    verifying.finish(what, digest)?;
+    Ok(bytes)
+}
