@@ -4,17 +4,16 @@
 //! # Consumer
 //!
 //! ```no_run
-//! // build.rs of an FFI crate
-//! fn main() {
-//!     match ocipkg::link_package("ghcr.io/org/libfoo:1.2") {
-//!         Ok(package) => {
-//!             // Headers for cc or bindgen:
-//!             let _include = package.include_dir();
-//!         }
-//!         Err(e) => {
-//!             eprintln!("{e}");
-//!             std::process::exit(1);
-//!         }
+//! // In the `main` of an FFI crate's build.rs:
+//! match ocipkg::link_package("ghcr.io/org/libfoo:1.2") {
+//!     Ok(package) => {
+//!         // Headers for cc or bindgen:
+//!         let _include = package.include_dir();
+//!     }
+//!     Err(e) => {
+//!         // A clean, multi-line message instead of a panic backtrace.
+//!         eprintln!("{e}");
+//!         std::process::exit(1);
 //!     }
 //! }
 //! ```
@@ -45,7 +44,7 @@
 //!
 //! # Package format
 //!
-//! See [`format`]: an OCI image manifest with `artifactType`
+//! See [`format`](mod@format): an OCI image manifest with `artifactType`
 //! `application/vnd.ocipkg.v1.artifact`, the OCI empty config, and
 //! `tar+gzip` layers holding `lib/`, `include/`, ….
 
@@ -68,6 +67,10 @@ mod push;
 mod reference;
 mod tempdir;
 mod unpack;
+
+#[cfg(feature = "cli")]
+#[doc(hidden)]
+pub mod cli;
 
 use std::path::{Path, PathBuf};
 

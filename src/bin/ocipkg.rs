@@ -1,1 +1,4 @@
-fn main() {}
+//! `ocipkg`: pack, push and pull prebuilt libraries as OCI artifacts.
+fn main() -> std::process::ExitCode {
+    ocipkg::cli::ocipkg_main()
+}

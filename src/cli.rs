@@ -1,0 +1,444 @@
+//! The command-line tools `ocipkg` and `cargo-ocipkg` (feature `cli`).
+//!
+//! Not a stable API: the binaries call [`ocipkg_main`] and [`cargo_ocipkg_main`].
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::error::{Error, Result};
+
+/// Pack, push and pull prebuilt libraries as OCI artifacts.
+#[derive(Parser)]
+#[command(name = "ocipkg", version, about)]
+struct Ocipkg {
+    #[command(subcommand)]
+    command: OcipkgCommand,
+}
+
+#[derive(Subcommand)]
+enum OcipkgCommand {
+    /// Pack a directory (lib/, include/, ...) into an OCI image layout.
+    ///
+    /// Example: ocipkg pack ./dist --tag ghcr.io/org/libfoo:1.2 --output libfoo.tar
+    Pack {
+        /// Directory whose contents form the package.
+        dir: PathBuf,
+        /// Where the package will be pushed: registry/repository:tag.
+        #[arg(long)]
+        tag: String,
+        /// Output: a directory, or a tar archive if it ends in `.tar`.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Push a layout written by `ocipkg pack` to its registry.
+    ///
+    /// Example: ocipkg push libfoo.tar
+    Push {
+        /// Layout directory or `.tar`.
+        path: PathBuf,
+        /// Push to this reference instead of the one given to `pack`.
+        #[arg(long)]
+        tag: Option<String>,
+    },
+    /// Fetch a package into the local cache, verifying every digest, and print
+    /// where it was unpacked.
+    ///
+    /// Example: ocipkg pull ghcr.io/org/libfoo:1.2
+    Pull {
+        /// Package reference.
+        reference: String,
+    },
+    /// List the tags of a repository.
+    ///
+    /// Example: ocipkg tags ghcr.io/org/libfoo
+    Tags {
+        /// Repository (registry/repository).
+        repository: String,
+    },
+}
+
+/// Build and publish the library of a Cargo package.
+#[derive(Parser)]
+#[command(name = "cargo", bin_name = "cargo")]
+enum CargoCli {
+    /// ocipkg's cargo subcommands.
+    #[command(subcommand, version, about)]
+    Ocipkg(CargoCommand),
+}
+
+#[derive(Subcommand)]
+enum CargoCommand {
+    /// Run `cargo build` and pack the package's staticlib/cdylib.
+    ///
+    /// The package is named from `[package.metadata.ocipkg] registry =
+    /// "host/path"` in Cargo.toml, tagged with the short git commit hash
+    /// unless --tag is given. The layout is written to
+    /// `<target-dir>/ocipkg/<package>`.
+    Build(BuildArgs),
+    /// Like `build`, then push the package to its registry.
+    Publish(BuildArgs),
+}
+
+#[derive(Args)]
+struct BuildArgs {
+    /// Build in release mode.
+    #[arg(long, short)]
+    release: bool,
+    /// The package to build (default: the one in the current directory).
+    #[arg(long, short)]
+    package: Option<String>,
+    /// Tag to publish under (default: short git commit hash).
+    #[arg(long)]
+    tag: Option<String>,
+    /// Target triple to build for.
+    #[arg(long)]
+    target: Option<String>,
+    /// Registry and repository to publish to (`host[:port]/path`), instead of
+    /// `[package.metadata.ocipkg] registry`.
+    #[arg(long)]
+    registry: Option<String>,
+}
+
+/// Entry point of the `ocipkg` binary.
+pub fn ocipkg_main() -> ExitCode {
+    let cli = Ocipkg::parse();
+    report(run_ocipkg(cli.command))
+}
+
+/// Entry point of the `cargo-ocipkg` binary (`cargo ocipkg ...`).
+pub fn cargo_ocipkg_main() -> ExitCode {
+    let CargoCli::Ocipkg(command) = CargoCli::parse();
+    report(run_cargo(command))
+}
+
+fn report(result: Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
+    match command {
+        OcipkgCommand::Pack { dir, tag, output } => {
+            let packed = crate::pack(&dir, &tag, &output)?;
+            println!(
+                "packed {} ({}) into {}",
+                packed.reference,
+                packed.manifest_digest,
+                packed.output.display()
+            );
+        }
+        OcipkgCommand::Push { path, tag } => {
+            let pushed = crate::push(&path, tag.as_deref())?;
+            print_pushed(&pushed);
+        }
+        OcipkgCommand::Pull { reference } => {
+            let (root, digest) = crate::Linker::new().fetch(&reference)?;
+            println!("{}", root.display());
+            eprintln!("pulled {reference} ({digest})");
+        }
+        OcipkgCommand::Tags { repository } => {
+            for tag in crate::list_tags(&repository)? {
+                println!("{tag}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn print_pushed(pushed: &crate::Pushed) {
+    println!(
+        "pushed {} ({} new blobs)\npin it with: {}@{}",
+        pushed.reference,
+        pushed.uploaded_blobs,
+        pushed
+            .reference
+            .rsplit_once(':')
+            .map_or(&*pushed.reference, |(r, _)| r),
+        pushed.manifest_digest
+    );
+}
+
+fn run_cargo(command: CargoCommand) -> Result<()> {
+    match command {
+        CargoCommand::Build(args) => {
+            let packed = build(&args)?;
+            println!(
+                "packed {} ({}) into {}",
+                packed.reference,
+                packed.manifest_digest,
+                packed.output.display()
+            );
+        }
+        CargoCommand::Publish(args) => {
+            let packed = build(&args)?;
+            let pushed = crate::push(&packed.output, None)?;
+            print_pushed(&pushed);
+        }
+    }
+    Ok(())
+}
+
+/// The package being built, from `cargo metadata`.
+struct CargoPackage {
+    id: String,
+    name: String,
+    dir: PathBuf,
+    registry: String,
+}
+
+fn build(args: &BuildArgs) -> Result<crate::Packed> {
+    let metadata = cargo_json(&["metadata", "--format-version", "1", "--no-deps"])?;
+    let package = select_package(&metadata, args.package.as_deref(), args.registry.as_deref())?;
+    let tag = match &args.tag {
+        Some(tag) => tag.clone(),
+        None => git_short_hash(&package.dir)?,
+    };
+    let reference = format!("{}:{tag}", package.registry);
+    crate::Reference::parse(&reference)?;
+
+    let mut cmd = vec!["build", "--message-format=json-render-diagnostics", "-p"];
+    cmd.push(&package.name);
+    if args.release {
+        cmd.push("--release");
+    }
+    if let Some(target) = &args.target {
+        cmd.extend(["--target", target]);
+    }
+    let libraries = built_libraries(&cmd, &package.id)?;
+    if libraries.is_empty() {
+        return Err(Error::usage(
+            format!(
+                "`cargo build` of {} produced no staticlib or cdylib",
+                package.name
+            ),
+            "add `crate-type = [\"staticlib\"]` (or \"cdylib\") to the [lib] section of its \
+             Cargo.toml",
+        ));
+    }
+
+    let target_dir = metadata
+        .get("target_directory")
+        .and_then(|t| t.as_str())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| package.dir.join("target"));
+    let out_root = target_dir.join("ocipkg");
+    let staging = out_root.join(format!("{}.staging", package.name));
+    let output = out_root.join(&package.name);
+    for dir in [&staging, &output] {
+        if dir.exists() {
+            fs::remove_dir_all(dir)
+                .map_err(|e| Error::io(format!("removing old {}", dir.display()), e))?;
+        }
+    }
+    let lib_dir = staging.join("lib");
+    crate::tempdir::create_dir_all(&lib_dir)?;
+    for lib in &libraries {
+        let Some(name) = lib.file_name() else {
+            continue;
+        };
+        fs::copy(lib, lib_dir.join(name))
+            .map_err(|e| Error::io(format!("copying {}", lib.display()), e))?;
+    }
+    let include = package.dir.join("include");
+    if include.is_dir() {
+        copy_tree(&include, &staging.join("include"))?;
+    }
+    let packed = crate::pack(&staging, &reference, &output);
+    let _ = fs::remove_dir_all(&staging);
+    packed
+}
+
+fn select_package(
+    metadata: &serde_json::Value,
+    wanted: Option<&str>,
+    registry: Option<&str>,
+) -> Result<CargoPackage> {
+    let packages = metadata
+        .get("packages")
+        .and_then(|p| p.as_array())
+        .cloned()
+        .unwrap_or_default();
+    let chosen = match wanted {
+        Some(name) => packages
+            .iter()
+            .find(|p| p.get("name").and_then(|n| n.as_str()) == Some(name))
+            .ok_or_else(|| {
+                Error::usage(
+                    format!("no package `{name}` in this workspace"),
+                    "check the name given to -p",
+                )
+            })?,
+        None => {
+            let here = cargo_json(&["locate-project", "--message-format", "json"])?;
+            let manifest = here.get("root").and_then(|r| r.as_str()).unwrap_or("");
+            packages
+                .iter()
+                .find(|p| p.get("manifest_path").and_then(|m| m.as_str()) == Some(manifest))
+                .ok_or_else(|| {
+                    Error::usage(
+                        "the current directory is not a package (a virtual workspace?)",
+                        "choose the package with -p NAME",
+                    )
+                })?
+        }
+    };
+    let name = chosen
+        .get("name")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    let dir = chosen
+        .get("manifest_path")
+        .and_then(|m| m.as_str())
+        .and_then(|m| Path::new(m).parent())
+        .map(Path::to_path_buf)
+        .unwrap_or_default();
+    let registry = registry
+        .or_else(|| {
+            chosen
+                .pointer("/metadata/ocipkg/registry")
+                .and_then(|r| r.as_str())
+        })
+        .ok_or_else(|| {
+            Error::usage(
+                format!("package {name} has no `[package.metadata.ocipkg] registry`"),
+                "add to its Cargo.toml:\n\n    [package.metadata.ocipkg]\n    registry = \
+                 \"ghcr.io/org/libname\"\n\n  or pass --registry ghcr.io/org/libname",
+            )
+        })?
+        .to_string();
+    let id = chosen
+        .get("id")
+        .and_then(|n| n.as_str())
+        .unwrap_or_default()
+        .to_string();
+    Ok(CargoPackage {
+        id,
+        name,
+        dir,
+        registry,
+    })
+}
+
+/// The cargo that runs us (`cargo ocipkg` sets `CARGO`), else `cargo` on PATH.
+fn cargo_program() -> String {
+    crate::env::Env::process(false)
+        .get("CARGO")
+        .unwrap_or_else(|| "cargo".into())
+}
+
+/// Runs cargo (stderr shown to the user) and returns its stdout.
+fn cargo_stdout(args: &[&str]) -> Result<(String, Vec<u8>)> {
+    let command = format!("cargo {}", args.join(" "));
+    let out = Command::new(cargo_program())
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| Error::Command {
+            command: command.clone(),
+            detail: e.to_string(),
+        })?;
+    if !out.status.success() {
+        return Err(Error::Command {
+            command,
+            detail: format!("it failed ({}); see the messages above", out.status),
+        });
+    }
+    Ok((command, out.stdout))
+}
+
+/// Runs cargo with JSON on stdout and parses it.
+fn cargo_json(args: &[&str]) -> Result<serde_json::Value> {
+    let (command, stdout) = cargo_stdout(args)?;
+    serde_json::from_slice(&stdout).map_err(|e| Error::Command {
+        command,
+        detail: format!("its output is not JSON: {e}"),
+    })
+}
+
+/// Runs `cargo build` and returns the staticlib/cdylib files of the package.
+fn built_libraries(args: &[&str], package_id: &str) -> Result<Vec<PathBuf>> {
+    let (_, stdout) = cargo_stdout(args)?;
+    let mut files = Vec::new();
+    for line in String::from_utf8_lossy(&stdout).lines() {
+        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        if msg.get("reason").and_then(|r| r.as_str()) != Some("compiler-artifact") {
+            continue;
+        }
+        if msg.get("package_id").and_then(|n| n.as_str()) != Some(package_id) {
+            continue;
+        }
+        let kinds: Vec<&str> = msg
+            .pointer("/target/crate_types")
+            .and_then(|k| k.as_array())
+            .map(|k| k.iter().filter_map(|s| s.as_str()).collect())
+            .unwrap_or_default();
+        if !kinds.iter().any(|k| *k == "staticlib" || *k == "cdylib") {
+            continue;
+        }
+        for f in msg
+            .get("filenames")
+            .and_then(|f| f.as_array())
+            .into_iter()
+            .flatten()
+            .filter_map(|f| f.as_str())
+        {
+            let is_lib = [".a", ".lib", ".so", ".dylib", ".dll"]
+                .iter()
+                .any(|ext| f.ends_with(ext))
+                && !f.ends_with(".rlib");
+            if is_lib {
+                files.push(PathBuf::from(f));
+            }
+        }
+    }
+    Ok(files)
+}
+
+fn git_short_hash(dir: &Path) -> Result<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .current_dir(dir)
+        .output();
+    match out {
+        Ok(out) if out.status.success() => {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        }
+        _ => Err(Error::usage(
+            format!(
+                "cannot tag the package with a git commit: {} is not in a git repository with \
+                 commits",
+                dir.display()
+            ),
+            "give the tag explicitly with --tag TAG",
+        )),
+    }
+}
+
+fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
+    crate::tempdir::create_dir_all(dest)?;
+    let entries =
+        fs::read_dir(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+        let path = entry.path();
+        let target = dest.join(entry.file_name());
+        if path.is_dir() {
+            copy_tree(&path, &target)?;
+        } else {
+            fs::copy(&path, &target)
+                .map_err(|e| Error::io(format!("copying {}", path.display()), e))?;
+        }
+    }
+    Ok(())
+}
