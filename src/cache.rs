@@ -5,7 +5,9 @@
 //!   `config.json` and `root/` (the unpacked tree). A directory here is
 //!   complete by construction: it only appears by `rename` of a staging dir
 //!   after every digest matched.
-//! - `tmp/` staging directories of fetches in progress (removed on failure;
+//! - `refs/<registry>/<repository>/<tag>` the manifest digest the tag had
+//!   when last fetched, for offline builds.
+//! - `tmp/<manifest hex>.<pid>-…/` staging directories of fetches in progress (removed on failure;
 //!   leftovers of killed processes are removed by later fetches).
 //! - `locks/<manifest hex>.lock` files locked while one process fetches that
 //!   package, so concurrent builds download it once.
@@ -16,6 +18,7 @@ use std::path::PathBuf;
 use crate::digest::hex_part;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
+use crate::reference::Reference;
 use crate::tempdir::{create_dir_all, TempDir};
 
 /// The cache at one root directory.
@@ -56,6 +59,39 @@ impl Cache {
             .join(hex_part(manifest_digest)?))
     }
 
+    /// Where the digest a tag had when last fetched is recorded.
+    fn ref_file(&self, reference: &Reference) -> PathBuf {
+        // `:` (a port) is not allowed in Windows file names.
+        let registry = reference.registry().replace([':', '[', ']'], "_");
+        let mut path = self.root.join("refs").join(registry);
+        path.extend(reference.repository().split('/'));
+        path.join(reference.tag().unwrap_or("latest"))
+    }
+
+    /// Records that `reference`'s tag pointed at `manifest_digest`.
+    pub(crate) fn record_ref(&self, reference: &Reference, manifest_digest: &str) -> Result<()> {
+        let path = self.ref_file(reference);
+        if let Some(parent) = path.parent() {
+            create_dir_all(parent)?;
+        }
+        // Write-then-rename, so a reader never sees half a digest.
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, manifest_digest)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// The digest `reference` resolves to in the cache, without network: the
+    /// pinned digest, or the one its tag had when last fetched.
+    pub(crate) fn resolve_offline(&self, reference: &Reference) -> Option<String> {
+        if let Some(digest) = reference.digest() {
+            return Some(digest.to_string());
+        }
+        let digest = fs::read_to_string(self.ref_file(reference)).ok()?;
+        hex_part(digest.trim()).ok()?;
+        Some(digest.trim().to_string())
+    }
+
     /// Takes the lock of one package (blocking while another process holds it).
     pub(crate) fn lock(&self, manifest_digest: &str) -> Result<File> {
         let dir = self.root.join("locks");
@@ -68,10 +104,21 @@ impl Cache {
         Ok(file)
     }
 
-    /// A fresh staging directory inside the cache (so the final rename stays
-    /// on one file system). It is removed when dropped unless committed.
-    pub(crate) fn staging(&self) -> Result<TempDir> {
-        TempDir::new_in(&self.root.join("tmp"), "")
+    /// A fresh staging directory inside the cache for a package (so the final
+    /// rename stays on one file system). It is removed when dropped unless
+    /// committed. Call it holding the package's [`Cache::lock`]: leftovers of
+    /// killed processes staging the same package are removed first.
+    pub(crate) fn staging(&self, manifest_digest: &str) -> Result<TempDir> {
+        let tmp = self.root.join("tmp");
+        let prefix = format!("{}.", hex_part(manifest_digest)?);
+        if let Ok(entries) = fs::read_dir(&tmp) {
+            for entry in entries.flatten() {
+                if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                    let _ = fs::remove_dir_all(entry.path());
+                }
+            }
+        }
+        TempDir::new_in(&tmp, &prefix)
     }
 
     /// Makes a staged package visible under its digest.

@@ -18,8 +18,40 @@ pub const TARGET: &str = "TARGET";
 pub const CARGO_CFG_TARGET_OS: &str = "CARGO_CFG_TARGET_OS";
 /// Target environment (gnu, musl, msvc, ...) being built for (set by cargo for build scripts).
 pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
+/// `1`/`true`: use the cache only.
+pub const OFFLINE: &str = "OCIPKG_OFFLINE";
+/// Set to `true` by cargo for build scripts under `--offline`.
+pub const CARGO_NET_OFFLINE: &str = "CARGO_NET_OFFLINE";
+/// Set by docs.rs: fetch and link nothing.
+pub const DOCS_RS: &str = "DOCS_RS";
 /// Fixed timestamp for reproducible packs.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+
+/// Whether the build must not use the network.
+pub(crate) fn is_offline(env: &Env) -> bool {
+    let truthy = |v: Option<String>| {
+        v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
+    };
+    truthy(env.get(OFFLINE)) || truthy(env.get(CARGO_NET_OFFLINE))
+}
+
+/// `OCIPKG_<NAME>_DIR` for a reference: NAME is the repository's last path
+/// segment, upper-cased, with `-` and `.` turned into `_`.
+pub(crate) fn package_dir_var(reference: &crate::reference::Reference) -> String {
+    let last = reference
+        .repository()
+        .rsplit('/')
+        .next()
+        .unwrap_or_default();
+    let name: String = last
+        .chars()
+        .map(|c| match c {
+            '-' | '.' => '_',
+            c => c.to_ascii_uppercase(),
+        })
+        .collect();
+    format!("OCIPKG_{name}_DIR")
+}
 
 /// Reads environment variables, optionally recording them for cargo.
 ///
@@ -83,6 +115,20 @@ impl Env {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn package_dir_variable_names() {
+        let r = crate::reference::Reference::parse("ghcr.io/org/lib-foo.x:1").unwrap();
+        assert_eq!(package_dir_var(&r), "OCIPKG_LIB_FOO_X_DIR");
+    }
+
+    #[test]
+    fn offline_from_either_variable() {
+        assert!(is_offline(&Env::fake(&[("CARGO_NET_OFFLINE", "true")])));
+        assert!(is_offline(&Env::fake(&[("OCIPKG_OFFLINE", "1")])));
+        assert!(!is_offline(&Env::fake(&[("OCIPKG_OFFLINE", "0")])));
+        assert!(!is_offline(&Env::fake(&[])));
+    }
 
     #[test]
     fn reads_are_recorded_once() {

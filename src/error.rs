@@ -73,6 +73,11 @@ pub enum Error {
         /// File name patterns that were looked for.
         looked_for: String,
     },
+    /// Offline (`OCIPKG_OFFLINE`, `CARGO_NET_OFFLINE`) and not in the cache.
+    Offline {
+        /// The reference that is missing.
+        reference: String,
+    },
     /// A file system operation failed.
     Io {
         /// What we were doing, naming the path.
@@ -208,6 +213,13 @@ impl fmt::Display for Error {
                  help: publish a package built for {target}, or check the target you build for \
                  (cargo build --target ...).",
                 root.display()
+            ),
+            Error::Offline { reference } => write!(
+                f,
+                "ocipkg: {reference} is not in the cache, and this build is offline\n  \
+                 (OCIPKG_OFFLINE or CARGO_NET_OFFLINE is set, e.g. by `cargo build --offline`)\n  \
+                 help: fetch it once while online with `ocipkg pull {reference}` (or a build \
+                 without --offline), or unset OCIPKG_OFFLINE / CARGO_NET_OFFLINE."
             ),
             Error::Io { action, source } => write!(
                 f,

@@ -29,6 +29,9 @@
 //! | variable | meaning |
 //! |---|---|
 //! | `OCIPKG_CACHE_DIR` | cache root (default: the per-user cache dir, e.g. `~/.cache/ocipkg`) |
+//! | `OCIPKG_OFFLINE`, `CARGO_NET_OFFLINE` | `1`/`true`: use the cache only; a miss is an error advising `ocipkg pull REF` |
+//! | `OCIPKG_<NAME>_DIR` | use this unpacked package directory instead of fetching; `NAME` is the repository's last path segment, upper-cased, with `-` and `.` turned into `_` (`ghcr.io/org/lib-foo` → `OCIPKG_LIB_FOO_DIR`) |
+//! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose library names are looked for |
 //! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) |
@@ -39,8 +42,10 @@
 //! # Cache layout
 //!
 //! `pkgs/sha256/<manifest hex>/{manifest.json,config.json,root/}`, with
-//! `tmp/` for fetches in progress and `locks/` for one-download-at-a-time
-//! locks. A package directory appears only after every digest matched.
+//! `refs/<registry>/<repository>/<tag>` recording the digest a tag had when
+//! last fetched (for offline builds), `tmp/` for fetches in progress and
+//! `locks/` for one-download-at-a-time locks. A package directory appears
+//! only after every digest matched.
 //!
 //! # Package format
 //!
@@ -95,12 +100,14 @@ pub fn link_package(reference: &str) -> Result<Package> {
 #[derive(Clone, Debug, Default)]
 pub struct Linker {
     cache_dir: Option<PathBuf>,
+    offline: Option<bool>,
     quiet: bool,
 }
 
 impl Linker {
     /// Default options: the cache from `OCIPKG_CACHE_DIR` or the per-user
-    /// cache dir, directives printed to stdout.
+    /// cache dir, online unless `OCIPKG_OFFLINE`/`CARGO_NET_OFFLINE` say
+    /// otherwise, directives printed to stdout.
     pub fn new() -> Self {
         Linker::default()
     }
@@ -109,6 +116,13 @@ impl Linker {
     /// per-user cache.
     pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses the cache only (`true`), or may use the network (`false`),
+    /// whatever `OCIPKG_OFFLINE` and `CARGO_NET_OFFLINE` say.
+    pub fn offline(&mut self, offline: bool) -> &mut Self {
+        self.offline = Some(offline);
         self
     }
 
@@ -121,32 +135,59 @@ impl Linker {
 
     /// Fetches (or finds in the cache) the package and links every static
     /// library it holds for the target being built.
+    ///
+    /// Under docs.rs (`DOCS_RS` set) nothing is fetched or linked: the
+    /// returned package has no libraries and an empty root.
     pub fn link(&self, reference: &str) -> Result<Package> {
         let env = Env::process(true);
-        let result = self.link_with(reference, &env);
+        let mut result = self.link_with(reference, &env);
         let mut directives = env.rerun_directives();
-        let result = result.map(|mut package| {
+        if let Ok(package) = &mut result {
             directives.append(&mut package.directives);
-            package.directives = directives;
-            package
-        });
+            package.directives = directives.clone();
+        }
         if !self.quiet {
-            match &result {
-                Ok(package) => directive::print(&package.directives),
-                Err(_) => directive::print(&env.rerun_directives()),
-            }
+            directive::print(&directives);
         }
         result
     }
 
     fn link_with(&self, reference: &str, env: &Env) -> Result<Package> {
-        let (reference, cached) = self.fetch_with(reference, env)?;
-        let root = cached.dir.join("root");
+        let parsed = Reference::parse(reference)?;
+        if env.get(env::DOCS_RS).is_some() {
+            return Ok(Package {
+                reference: parsed.to_string(),
+                root: PathBuf::new(),
+                manifest_digest: None,
+                libraries: Vec::new(),
+                directives: Vec::new(),
+            });
+        }
+        let override_var = env::package_dir_var(&parsed);
+        let (root, manifest_digest) = match env.get(&override_var) {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_dir() {
+                    return Err(Error::usage(
+                        format!("{override_var}={} is not a directory", dir.display()),
+                        format!(
+                            "point {override_var} at an unpacked package (holding lib/), or \
+                             unset it to fetch {parsed}"
+                        ),
+                    ));
+                }
+                (dir, None)
+            }
+            None => {
+                let cached = self.fetch_with(&parsed, env)?;
+                (cached.dir.join("root"), Some(cached.digest))
+            }
+        };
         let target = link::Target::from_env(env);
         let libraries = link::find_libraries(&root, &target);
         if libraries.is_empty() {
             return Err(Error::NoLibraries {
-                reference: reference.to_string(),
+                reference: parsed.to_string(),
                 root,
                 looked_for: target.static_pattern().to_string(),
                 target: target.triple,
@@ -164,30 +205,36 @@ impl Linker {
             ));
         }
         Ok(Package {
-            reference: reference.to_string(),
+            reference: parsed.to_string(),
             root,
-            manifest_digest: cached.digest,
+            manifest_digest,
             libraries,
             directives,
         })
     }
 
-    fn fetch_with(&self, reference: &str, env: &Env) -> Result<(Reference, pull::Cached)> {
-        let reference = Reference::parse(reference)?;
+    fn fetch_with(&self, reference: &Reference, env: &Env) -> Result<pull::Cached> {
         let cache = match &self.cache_dir {
             Some(dir) => Cache::new(dir.clone()),
             None => Cache::from_env(env)?,
         };
-        let mut client = Client::for_reference(&reference, env, false);
-        let cached = pull::pull(&reference, &mut client, &cache)?;
-        Ok((reference, cached))
+        let offline = match self.offline {
+            Some(offline) => offline,
+            None => env::is_offline(env),
+        };
+        if offline {
+            return pull::from_cache(reference, &cache);
+        }
+        let mut client = Client::for_reference(reference, env, false);
+        pull::pull(reference, &mut client, &cache)
     }
 
-    /// Fetches the package into the cache and returns its unpacked root,
-    /// without looking for libraries or printing anything (`ocipkg pull`).
+    /// Fetches the package into the cache and returns its unpacked root and
+    /// manifest digest, without looking for libraries or printing anything
+    /// (`ocipkg pull`).
     pub fn fetch(&self, reference: &str) -> Result<(PathBuf, String)> {
         let env = Env::process(false);
-        let (_, cached) = self.fetch_with(reference, &env)?;
+        let cached = self.fetch_with(&Reference::parse(reference)?, &env)?;
         Ok((cached.dir.join("root"), cached.digest))
     }
 }
@@ -197,7 +244,7 @@ impl Linker {
 pub struct Package {
     reference: String,
     root: PathBuf,
-    manifest_digest: String,
+    manifest_digest: Option<String>,
     libraries: Vec<Library>,
     directives: Vec<Directive>,
 }
@@ -215,9 +262,10 @@ impl Package {
     pub fn include_dir(&self) -> PathBuf {
         self.root.join("include")
     }
-    /// The sha256 digest of the package's manifest.
-    pub fn manifest_digest(&self) -> &str {
-        &self.manifest_digest
+    /// The sha256 digest of the package's manifest; `None` when the package
+    /// came from an `OCIPKG_<NAME>_DIR` directory or nothing was fetched (docs.rs).
+    pub fn manifest_digest(&self) -> Option<&str> {
+        self.manifest_digest.as_deref()
     }
     /// The libraries that were linked.
     pub fn libraries(&self) -> &[Library] {
@@ -234,4 +282,54 @@ pub fn list_tags(repository: &str) -> Result<Vec<String>> {
     let reference = Reference::parse(repository)?;
     let env = Env::process(false);
     Client::for_reference(&reference, &env, false).list_tags()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_rs_fetches_and_links_nothing() {
+        let env = Env::fake(&[("DOCS_RS", "1")]);
+        let package = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap();
+        assert!(package.libraries().is_empty());
+        assert!(package.directives().is_empty());
+        assert_eq!(package.manifest_digest(), None);
+    }
+
+    #[test]
+    fn package_dir_variable_skips_the_fetch() {
+        let dir = std::env::temp_dir().join(format!("ocipkg-dir-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("lib/libfoo.a"), b"!<arch>\n").unwrap();
+        let env = Env::fake(&[
+            ("OCIPKG_LIBFOO_DIR", dir.to_str().unwrap()),
+            ("CARGO_CFG_TARGET_OS", "linux"),
+            ("CARGO_CFG_TARGET_ENV", "gnu"),
+        ]);
+        let package = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap();
+        assert_eq!(package.root(), dir);
+        assert_eq!(package.libraries()[0].name(), "foo");
+        let reruns: Vec<String> = env
+            .rerun_directives()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(reruns.contains(&"cargo:rerun-if-env-changed=OCIPKG_LIBFOO_DIR".to_string()));
+
+        let env = Env::fake(&[("OCIPKG_LIBFOO_DIR", "/does/not/exist")]);
+        let err = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("OCIPKG_LIBFOO_DIR") && err.contains("help:"),
+            "{err}"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

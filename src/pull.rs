@@ -21,6 +21,25 @@ pub(crate) struct Cached {
     pub digest: String,
 }
 
+/// Returns the cached package for `reference` without any network access.
+pub(crate) fn from_cache(reference: &Reference, cache: &Cache) -> Result<Cached> {
+    let found = cache
+        .resolve_offline(reference)
+        .map(|digest| {
+            cache
+                .lookup(&digest)
+                .map(|dir| dir.map(|dir| (dir, digest)))
+        })
+        .transpose()?
+        .flatten();
+    match found {
+        Some((dir, digest)) => Ok(Cached { dir, digest }),
+        None => Err(Error::Offline {
+            reference: reference.to_string(),
+        }),
+    }
+}
+
 /// Returns the cached package for `reference`, downloading it if needed.
 pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) -> Result<Cached> {
     // A digest-pinned reference that is cached needs no network at all.
@@ -43,20 +62,36 @@ pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) ->
         }
     }
     let manifest = parse_manifest(reference, &fetched.bytes, fetched.media_type.as_deref())?;
-    if let Some(dir) = cache.lookup(&digest)? {
-        return Ok(Cached { dir, digest });
+    let dir = match cache.lookup(&digest)? {
+        Some(dir) => dir,
+        None => fetch_blobs(reference, &manifest, &fetched.bytes, &digest, client, cache)?,
+    };
+    if reference.digest().is_none() {
+        cache.record_ref(reference, &digest)?;
     }
-    let _lock = cache.lock(&digest)?;
+    Ok(Cached { dir, digest })
+}
+
+/// Downloads config and layers of a manifest into the cache, verified.
+fn fetch_blobs(
+    reference: &Reference,
+    manifest: &ImageManifest,
+    manifest_bytes: &[u8],
+    digest: &str,
+    client: &mut Client,
+    cache: &Cache,
+) -> Result<PathBuf> {
+    let _lock = cache.lock(digest)?;
     // Another process may have finished it while we waited for the lock.
-    if let Some(dir) = cache.lookup(&digest)? {
-        return Ok(Cached { dir, digest });
+    if let Some(dir) = cache.lookup(digest)? {
+        return Ok(dir);
     }
-    let staging = cache.staging()?;
+    let staging = cache.staging(digest)?;
     let write = |name: &str, bytes: &[u8]| {
         let path = staging.path().join(name);
         fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
     };
-    write("manifest.json", &fetched.bytes)?;
+    write("manifest.json", manifest_bytes)?;
 
     let config = manifest.config();
     let config_bytes = fetch_small_blob(
@@ -90,8 +125,7 @@ pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) ->
         verifying.finish(&what, &layer_digest)?;
         unpacked.map_err(|e| Error::invalid(&what, format!("unpacking failed: {e}")))?;
     }
-    let dir = cache.commit(staging, &digest)?;
-    Ok(Cached { dir, digest })
+    cache.commit(staging, digest)
 }
 
 fn parse_manifest(

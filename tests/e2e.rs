@@ -9,65 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-const C_SOURCE: &str = "int ocipkg_c_answer(int x) { return 2 * x + 1; }\n";
-
-/// A C static library and its header, staged as a package directory.
-fn stage_c_package(name: &str) -> std::path::PathBuf {
-    let dir = temp_dir(name);
-    compile_c_static(&dir, "answer", C_SOURCE);
-    fs::create_dir_all(dir.join("include")).unwrap();
-    fs::write(
-        dir.join("include/answer.h"),
-        "int ocipkg_c_answer(int x);\n",
-    )
-    .unwrap();
-    dir
-}
-
-/// Packs `dir` for `reference` into a layout directory; returns its path.
-fn pack(dir: &Path, reference: &str) -> std::path::PathBuf {
-    let out = dir.with_extension("oci");
-    run(ocipkg()
-        .arg("pack")
-        .arg(dir)
-        .args(["--tag", reference, "--output"])
-        .arg(&out));
-    out
-}
-
-/// Stages, packs and pushes the C package as `<registry>/<repository>`;
-/// returns the layout and the reference.
-fn publish_c_package(registry: &Registry, repository: &str) -> (std::path::PathBuf, String) {
-    let staged = stage_c_package(&repository.replace(['/', ':'], "-"));
-    let reference = format!("{}/{repository}", registry.host());
-    let layout = pack(&staged, &reference);
-    run(ocipkg().arg("push").arg(&layout));
-    (layout, reference)
-}
-
-/// The manifest digest and layer digests of the package in a layout directory.
-fn layout_digests(layout: &Path) -> (String, Vec<String>) {
-    let json = |path: &Path| -> serde_json::Value { serde_json::from_str(&read(path)).unwrap() };
-    let blob = |d: &str| {
-        layout
-            .join("blobs/sha256")
-            .join(d.strip_prefix("sha256:").unwrap())
-    };
-    let index = json(&layout.join("index.json"));
-    let digest = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let manifest = json(&blob(&digest));
-    let layers = manifest["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["digest"].as_str().unwrap().to_string())
-        .collect();
-    (digest, layers)
-}
-
 /// A consumer crate whose build.rs links the package named by CONSUMER_REF.
 fn consumer_crate(name: &str) -> std::path::PathBuf {
     let dir = temp_dir(name);
@@ -120,8 +61,14 @@ fn c_static_library_is_packed_pushed_linked_and_run() {
     let registry = Registry::start();
     let staged = stage_c_package("c-pkg");
     let reference = format!("{}/native/answer:1.0", registry.host());
-    let layout = pack(&staged, &reference);
-    let pushed = stdout(&run(ocipkg().arg("push").arg(&layout)));
+    // Packed as a tar archive this time (the other tests use directories).
+    let archive = staged.with_extension("tar");
+    run(ocipkg()
+        .arg("pack")
+        .arg(&staged)
+        .args(["--tag", &reference, "--output"])
+        .arg(&archive));
+    let pushed = stdout(&run(ocipkg().arg("push").arg(&archive)));
     assert!(pushed.contains(&format!("pushed {reference}")), "{pushed}");
 
     let tags = stdout(&run(ocipkg()
@@ -227,7 +174,7 @@ fn skopeo_reads_what_we_push_and_we_read_what_skopeo_pushes() {
         .quiet(true)
         .link(&other)
         .unwrap();
-    assert_eq!(package.manifest_digest(), ours_digest);
+    assert_eq!(package.manifest_digest(), Some(ours_digest.as_str()));
     assert_eq!(package.libraries()[0].name(), "answer");
 }
 
@@ -293,7 +240,7 @@ fn pinned_digest_is_served_from_cache_without_the_registry() {
     drop(registry);
     let second = linker.link(&pinned).unwrap();
     assert_eq!(first.root(), second.root());
-    assert_eq!(second.manifest_digest(), digest);
+    assert_eq!(second.manifest_digest(), Some(digest.as_str()));
     let lines: Vec<String> = second.directives().iter().map(|d| d.to_string()).collect();
     assert!(
         lines.contains(&"cargo:rustc-link-lib=static=answer".to_string()),
@@ -327,4 +274,31 @@ fn unknown_tag_and_missing_libraries_give_advice() {
     let err = linker.link(&reference).unwrap_err().to_string();
     assert!(err.contains("holds no library"), "{err}");
     assert!(err.contains("lib<name>.a"), "{err}");
+}
+
+#[test]
+fn anonymous_bearer_token_flow_is_followed() {
+    let registry = Registry::start();
+    let (layout, _) = publish_c_package(&registry, "public/answer:1");
+    let proxy = BearerProxy::start(registry.port);
+    let through_proxy = format!("127.0.0.1:{}/public/answer:1", proxy.port);
+    let package = ocipkg::Linker::new()
+        .cache_dir(temp_dir("cache-bearer"))
+        .quiet(true)
+        .link(&through_proxy)
+        .unwrap();
+    assert_eq!(
+        package.manifest_digest(),
+        Some(layout_digests(&layout).0.as_str())
+    );
+    let requests = proxy.token_requests.lock().unwrap().clone();
+    assert_eq!(requests.len(), 1, "one token, reused: {requests:?}");
+    assert!(
+        requests[0].contains("service=test-registry"),
+        "{requests:?}"
+    );
+    assert!(
+        requests[0].contains("scope=repository%3Apublic%2Fanswer%3Apull"),
+        "{requests:?}"
+    );
 }

@@ -100,9 +100,14 @@ impl Registry {
         format!("127.0.0.1:{}", self.port)
     }
 
-    /// The registry's log, access log included.
+    /// The registry's own log.
     pub fn log(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// The access log: one line per request, `"METHOD PATH HTTP/1.1" STATUS ...`.
+    pub fn access_log(&self) -> String {
+        fs::read_to_string(self.dir.join("stdout.log")).unwrap_or_default()
     }
 
     /// The file in which the registry stores a blob.
@@ -229,4 +234,152 @@ pub fn host_triple() -> String {
         .find_map(|l| l.strip_prefix("host: "))
         .expect("rustc -vV prints the host")
         .to_string()
+}
+
+/// A loopback proxy in front of a real registry that demands an anonymous
+/// Bearer token, as ghcr.io does for public pulls: requests without
+/// `Authorization: Bearer <TOKEN>` get a 401 challenge naming its `/token`
+/// endpoint, which hands out the token. Handles GET/HEAD (pulls) only.
+pub struct BearerProxy {
+    pub port: u16,
+    /// Query strings of the token requests received.
+    pub token_requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+pub const PROXY_TOKEN: &str = "anonymous-token-123";
+
+impl BearerProxy {
+    pub fn start(upstream: u16) -> BearerProxy {
+        use std::io::{BufRead, BufReader, Write};
+        use std::net::TcpListener;
+        use std::sync::{Arc, Mutex};
+
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let token_requests = Arc::new(Mutex::new(Vec::new()));
+        let log = token_requests.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut client) = stream else { return };
+                let log = log.clone();
+                std::thread::spawn(move || {
+                    let mut reader = BufReader::new(client.try_clone().unwrap());
+                    let mut head = Vec::new();
+                    loop {
+                        let mut line = String::new();
+                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                            return;
+                        }
+                        if line == "\r\n" {
+                            break;
+                        }
+                        head.push(line.trim_end().to_string());
+                    }
+                    let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
+                    let authorized = head.iter().any(|h| {
+                        h.to_ascii_lowercase().starts_with("authorization:")
+                            && h.ends_with(&format!("Bearer {PROXY_TOKEN}"))
+                    });
+                    let reply = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
+                        let _ = write!(
+                            client,
+                            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\
+                             Connection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    };
+                    if let Some(query) = target.strip_prefix("/token?") {
+                        log.lock().unwrap().push(query.to_string());
+                        let body = format!("{{\"token\":\"{PROXY_TOKEN}\",\"expires_in\":300}}");
+                        reply(
+                            &mut client,
+                            "200 OK",
+                            "Content-Type: application/json\r\n",
+                            &body,
+                        );
+                    } else if !authorized {
+                        let challenge = format!(
+                            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
+                             service=\"test-registry\"\r\n"
+                        );
+                        reply(&mut client, "401 Unauthorized", &challenge, "{}");
+                    } else {
+                        let mut upstream = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                        let mut request = format!("{}\r\n", head[0]);
+                        for h in &head[1..] {
+                            if !h.to_ascii_lowercase().starts_with("connection:") {
+                                request.push_str(&format!("{h}\r\n"));
+                            }
+                        }
+                        request.push_str("Connection: close\r\n\r\n");
+                        upstream.write_all(request.as_bytes()).unwrap();
+                        let _ = std::io::copy(&mut upstream, &mut client);
+                    }
+                });
+            }
+        });
+        BearerProxy {
+            port,
+            token_requests,
+        }
+    }
+}
+
+pub const C_SOURCE: &str = "int ocipkg_c_answer(int x) { return 2 * x + 1; }\n";
+
+/// A C static library and its header, staged as a package directory.
+pub fn stage_c_package(name: &str) -> std::path::PathBuf {
+    let dir = temp_dir(name);
+    compile_c_static(&dir, "answer", C_SOURCE);
+    fs::create_dir_all(dir.join("include")).unwrap();
+    fs::write(
+        dir.join("include/answer.h"),
+        "int ocipkg_c_answer(int x);\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// Packs `dir` for `reference` into a layout directory; returns its path.
+pub fn pack(dir: &Path, reference: &str) -> std::path::PathBuf {
+    let out = dir.with_extension("oci");
+    run(ocipkg()
+        .arg("pack")
+        .arg(dir)
+        .args(["--tag", reference, "--output"])
+        .arg(&out));
+    out
+}
+
+/// Stages, packs and pushes the C package as `<registry>/<repository>`;
+/// returns the layout and the reference.
+pub fn publish_c_package(registry: &Registry, repository: &str) -> (std::path::PathBuf, String) {
+    let staged = stage_c_package(&repository.replace(['/', ':'], "-"));
+    let reference = format!("{}/{repository}", registry.host());
+    let layout = pack(&staged, &reference);
+    run(ocipkg().arg("push").arg(&layout));
+    (layout, reference)
+}
+
+/// The manifest digest and layer digests of the package in a layout directory.
+pub fn layout_digests(layout: &Path) -> (String, Vec<String>) {
+    let json = |path: &Path| -> serde_json::Value { serde_json::from_str(&read(path)).unwrap() };
+    let blob = |d: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(d.strip_prefix("sha256:").unwrap())
+    };
+    let index = json(&layout.join("index.json"));
+    let digest = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifest = json(&blob(&digest));
+    let layers = manifest["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["digest"].as_str().unwrap().to_string())
+        .collect();
+    (digest, layers)
 }
