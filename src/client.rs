@@ -13,6 +13,7 @@ use crate::auth;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
+use crate::retry;
 
 /// Media types we accept for manifests, most preferred first.
 pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, \
@@ -47,9 +48,9 @@ impl Client {
     pub(crate) fn new(reference: &Reference, plain_http: bool, push: bool) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_connect(Some(Duration::from_secs(30)))
-            .timeout_recv_response(Some(Duration::from_secs(120)))
-            .timeout_per_read(Some(Duration::from_secs(120)))
+            .timeout_connect(Some(Duration::from_secs(10)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("ocipkg/", env!("CARGO_PKG_VERSION")))
             .build();
         let scheme = if plain_http { "http" } else { "https" };
@@ -82,8 +83,44 @@ impl Client {
     }
 
     /// Sends a request built by `make` (given the Authorization value, if
-    /// any); on a Bearer 401 gets a token and sends it once more.
+    /// any), retrying connection errors, 5xx and 429 (see [`retry`]). A final
+    /// 5xx/429 becomes an error; other statuses are the caller's to judge.
     fn execute<F>(&mut self, action: &str, make: F) -> Result<Response<Body>>
+    where
+        F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
+    {
+        let mut attempt = 1;
+        loop {
+            let outcome = self.send_authorized(action, &make);
+            let wait = match &outcome {
+                Err(Error::Network { .. }) => Some(None),
+                Ok(r) if retry::retryable_status(r.status().as_u16()) => {
+                    Some(retry::retry_after(r.headers()))
+                }
+                _ => None,
+            };
+            match wait {
+                None => return outcome,
+                Some(after) if attempt < retry::MAX_ATTEMPTS => {
+                    std::thread::sleep(retry::backoff(attempt, after));
+                    attempt += 1;
+                }
+                Some(_) => {
+                    let action = format!("{action} (tried {attempt} times)");
+                    return match outcome {
+                        Ok(response) => Err(Self::fail(&action, response)),
+                        Err(Error::Network { detail, .. }) => {
+                            Err(Error::Network { action, detail })
+                        }
+                        Err(e) => Err(e),
+                    };
+                }
+            }
+        }
+    }
+
+    /// One attempt; on a Bearer 401 gets a token and sends it once more.
+    fn send_authorized<F>(&mut self, action: &str, make: &F) -> Result<Response<Body>>
     where
         F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
     {
@@ -91,8 +128,7 @@ impl Client {
             action: action.to_string(),
             detail: e.to_string(),
         };
-        let auth = self.token.as_ref().map(|t| format!("Bearer {t}"));
-        let response = make(&self.agent, auth.as_deref()).map_err(network)?;
+        let response = make(&self.agent, self.authorization().as_deref()).map_err(network)?;
         if response.status().as_u16() != 401 {
             return Ok(response);
         }
@@ -108,10 +144,17 @@ impl Client {
         };
         let actions = if self.push { "pull,push" } else { "pull" };
         let scope = format!("repository:{}:{actions}", self.repository);
-        let token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry)?;
-        let auth = format!("Bearer {token}");
-        self.token = Some(token);
-        make(&self.agent, Some(&auth)).map_err(network)
+        self.token = Some(auth::fetch_token(
+            &self.agent,
+            bearer,
+            &scope,
+            &self.registry,
+        )?);
+        make(&self.agent, self.authorization().as_deref()).map_err(network)
+    }
+
+    fn authorization(&self) -> Option<String> {
+        self.token.as_ref().map(|t| format!("Bearer {t}"))
     }
 
     /// Turns a non-success response into an error carrying the registry's message.
@@ -168,8 +211,9 @@ impl Client {
         })
     }
 
-    /// GET a blob as a stream. The caller verifies what it reads.
-    pub(crate) fn get_blob(&mut self, digest: &str) -> Result<Box<dyn Read + Send>> {
+    /// GET a blob of `size` bytes as a stream that resumes (with `Range`)
+    /// when the connection breaks. The caller verifies what it reads.
+    pub(crate) fn get_blob(&mut self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>> {
         let action = format!(
             "downloading blob {digest} of {}/{}",
             self.registry, self.repository
@@ -181,7 +225,15 @@ impl Client {
         if response.status().as_u16() != 200 {
             return Err(Self::fail(&action, response));
         }
-        Ok(Box::new(response.into_body().into_reader()))
+        Ok(Box::new(ResumingReader {
+            agent: self.agent.clone(),
+            url,
+            authorization: self.authorization(),
+            body: Some(response.into_body().into_reader()),
+            offset: 0,
+            size,
+            resumes: 0,
+        }))
     }
 
     /// Whether the repository already holds a blob.
@@ -299,6 +351,78 @@ impl Client {
             }
         }
         Ok(tags)
+    }
+}
+
+/// A blob body that, when the connection breaks, asks again from where it
+/// broke (`Range`), or from the start skipping what it already delivered
+/// when the registry ignores `Range`.
+struct ResumingReader {
+    agent: ureq::Agent,
+    url: String,
+    authorization: Option<String>,
+    body: Option<ureq::BodyReader<'static>>,
+    offset: u64,
+    size: u64,
+    resumes: u32,
+}
+
+impl ResumingReader {
+    fn reopen(&mut self) -> std::io::Result<()> {
+        let request = with_auth(self.agent.get(&self.url), self.authorization.as_deref())
+            .header("Range", format!("bytes={}-", self.offset));
+        let response = request.call().map_err(std::io::Error::other)?;
+        let status = response.status().as_u16();
+        let mut reader = response.into_body().into_reader();
+        match status {
+            206 => {}
+            200 => {
+                let wanted = self.offset;
+                let skipped = std::io::copy(&mut (&mut reader).take(wanted), &mut std::io::sink())?;
+                if skipped != wanted {
+                    return Err(std::io::Error::other("the restarted download ended early"));
+                }
+            }
+            _ => {
+                return Err(std::io::Error::other(format!(
+                    "resuming the download got HTTP {status}"
+                )))
+            }
+        }
+        self.body = Some(reader);
+        Ok(())
+    }
+}
+
+impl Read for ResumingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let result = match self.body.as_mut() {
+                Some(body) => body.read(buf),
+                None => match self.reopen() {
+                    Ok(()) => continue,
+                    Err(e) => Err(e),
+                },
+            };
+            let error = match result {
+                Ok(n) if n > 0 => {
+                    self.offset += n as u64;
+                    return Ok(n);
+                }
+                Ok(_) if self.offset >= self.size => return Ok(0),
+                Ok(_) => std::io::Error::other("the connection closed before the end of the blob"),
+                Err(e) => e,
+            };
+            if self.resumes >= retry::MAX_RESUMES {
+                return Err(error);
+            }
+            self.resumes += 1;
+            self.body = None;
+            std::thread::sleep(retry::backoff(self.resumes, None));
+        }
     }
 }
 

@@ -70,6 +70,7 @@ mod pack;
 mod pull;
 mod push;
 mod reference;
+mod retry;
 mod tempdir;
 mod unpack;
 

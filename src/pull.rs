@@ -117,7 +117,7 @@ fn fetch_blobs(
             ));
         };
         digest::hex_part(&layer_digest)?;
-        let body = client.get_blob(&layer_digest)?;
+        let body = client.get_blob(&layer_digest, layer.size())?;
         let mut verifying = VerifyingReader::new(body, layer.size());
         let unpacked = unpack_layer(&mut verifying, compression, &root);
         // Verify first: a digest mismatch explains a broken archive better
@@ -164,7 +164,7 @@ fn fetch_small_blob(client: &mut Client, digest: &str, size: u64, what: &str) ->
             format!("it is {size} bytes; at most 4 MiB is accepted"),
         ));
     }
-    let body = client.get_blob(digest)?;
+    let body = client.get_blob(digest, size)?;
     let mut bytes = Vec::new();
     let mut verifying = VerifyingReader::new(body, size);
     std::io::Read::read_to_end(&mut verifying, &mut bytes).map_err(|e| Error::Network {

@@ -280,7 +280,7 @@ fn unknown_tag_and_missing_libraries_give_advice() {
 fn anonymous_bearer_token_flow_is_followed() {
     let registry = Registry::start();
     let (layout, _) = publish_c_package(&registry, "public/answer:1");
-    let proxy = BearerProxy::start(registry.port);
+    let (proxy, token_requests) = bearer_proxy(registry.port);
     let through_proxy = format!("127.0.0.1:{}/public/answer:1", proxy.port);
     let package = ocipkg::Linker::new()
         .cache_dir(temp_dir("cache-bearer"))
@@ -291,7 +291,7 @@ fn anonymous_bearer_token_flow_is_followed() {
         package.manifest_digest(),
         Some(layout_digests(&layout).0.as_str())
     );
-    let requests = proxy.token_requests.lock().unwrap().clone();
+    let requests = token_requests.lock().unwrap().clone();
     assert_eq!(requests.len(), 1, "one token, reused: {requests:?}");
     assert!(
         requests[0].contains("service=test-registry"),

@@ -236,35 +236,69 @@ pub fn host_triple() -> String {
         .to_string()
 }
 
-/// A loopback proxy in front of a real registry that demands an anonymous
-/// Bearer token, as ghcr.io does for public pulls: requests without
-/// `Authorization: Bearer <TOKEN>` get a 401 challenge naming its `/token`
-/// endpoint, which hands out the token. Handles GET/HEAD (pulls) only.
-pub struct BearerProxy {
+/// A request seen by a [`Proxy`].
+pub struct ProxyRequest {
+    /// e.g. `GET /v2/repo/manifests/1 HTTP/1.1`
+    pub line: String,
+    /// `Name: value` lines.
+    pub headers: Vec<String>,
+    /// The proxy's own port (for URLs that point back at it).
     pub port: u16,
-    /// Query strings of the token requests received.
-    pub token_requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
-pub const PROXY_TOKEN: &str = "anonymous-token-123";
+impl ProxyRequest {
+    pub fn method(&self) -> &str {
+        self.line.split(' ').next().unwrap_or("")
+    }
+    pub fn path(&self) -> &str {
+        self.line.split(' ').nth(1).unwrap_or("/")
+    }
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find_map(|h| {
+            let (k, v) = h.split_once(':')?;
+            k.eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
 
-impl BearerProxy {
-    pub fn start(upstream: u16) -> BearerProxy {
+/// What a [`Proxy`] does with a request.
+pub enum Action {
+    /// Pass it to the registry and its answer back.
+    Forward,
+    /// Pass it on without its `Range` header (a registry ignoring ranges).
+    ForwardWithoutRange,
+    /// Pass it on, but send back only the headers and this many body bytes,
+    /// then drop the connection.
+    ForwardTruncated(usize),
+    /// Answer directly: status line text, extra header lines, body.
+    Respond(&'static str, String, String),
+}
+
+/// A loopback HTTP proxy in front of a real registry, for fault injection.
+/// One request per connection (it answers `Connection: close`).
+pub struct Proxy {
+    pub port: u16,
+}
+
+impl Proxy {
+    pub fn start<F>(upstream: u16, policy: F) -> Proxy
+    where
+        F: Fn(&ProxyRequest) -> Action + Send + Sync + 'static,
+    {
         use std::io::{BufRead, BufReader, Write};
         use std::net::TcpListener;
-        use std::sync::{Arc, Mutex};
+        use std::sync::Arc;
 
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let token_requests = Arc::new(Mutex::new(Vec::new()));
-        let log = token_requests.clone();
+        let policy = Arc::new(policy);
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut client) = stream else { return };
-                let log = log.clone();
+                let policy = policy.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(client.try_clone().unwrap());
-                    let mut head = Vec::new();
+                    let mut lines = Vec::new();
                     loop {
                         let mut line = String::new();
                         if reader.read_line(&mut line).unwrap_or(0) == 0 {
@@ -273,56 +307,84 @@ impl BearerProxy {
                         if line == "\r\n" {
                             break;
                         }
-                        head.push(line.trim_end().to_string());
+                        lines.push(line.trim_end().to_string());
                     }
-                    let target = head[0].split(' ').nth(1).unwrap_or("/").to_string();
-                    let authorized = head.iter().any(|h| {
-                        h.to_ascii_lowercase().starts_with("authorization:")
-                            && h.ends_with(&format!("Bearer {PROXY_TOKEN}"))
-                    });
-                    let reply = |client: &mut TcpStream, status: &str, extra: &str, body: &str| {
-                        let _ = write!(
-                            client,
-                            "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\
-                             Connection: close\r\n\r\n{body}",
-                            body.len()
-                        );
+                    let request = ProxyRequest {
+                        line: lines[0].clone(),
+                        headers: lines[1..].to_vec(),
+                        port,
                     };
-                    if let Some(query) = target.strip_prefix("/token?") {
-                        log.lock().unwrap().push(query.to_string());
-                        let body = format!("{{\"token\":\"{PROXY_TOKEN}\",\"expires_in\":300}}");
-                        reply(
-                            &mut client,
-                            "200 OK",
-                            "Content-Type: application/json\r\n",
-                            &body,
-                        );
-                    } else if !authorized {
-                        let challenge = format!(
-                            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{port}/token\",\
-                             service=\"test-registry\"\r\n"
-                        );
-                        reply(&mut client, "401 Unauthorized", &challenge, "{}");
-                    } else {
-                        let mut upstream = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
-                        let mut request = format!("{}\r\n", head[0]);
-                        for h in &head[1..] {
-                            if !h.to_ascii_lowercase().starts_with("connection:") {
-                                request.push_str(&format!("{h}\r\n"));
-                            }
+                    let action = policy(&request);
+                    let (strip_range, truncate) = match action {
+                        Action::Respond(status, extra, body) => {
+                            let _ = write!(
+                                client,
+                                "HTTP/1.1 {status}\r\n{extra}Content-Length: {}\r\n\
+                                 Connection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            return;
                         }
-                        request.push_str("Connection: close\r\n\r\n");
-                        upstream.write_all(request.as_bytes()).unwrap();
-                        let _ = std::io::copy(&mut upstream, &mut client);
+                        Action::Forward => (false, None),
+                        Action::ForwardWithoutRange => (true, None),
+                        Action::ForwardTruncated(n) => (false, Some(n)),
+                    };
+                    let mut upstream = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
+                    let mut head = format!("{}\r\n", request.line);
+                    for h in &request.headers {
+                        let name = h.split(':').next().unwrap_or("").to_ascii_lowercase();
+                        if name == "connection" || (strip_range && name == "range") {
+                            continue;
+                        }
+                        head.push_str(&format!("{h}\r\n"));
+                    }
+                    head.push_str("Connection: close\r\n\r\n");
+                    upstream.write_all(head.as_bytes()).unwrap();
+                    match truncate {
+                        None => {
+                            let _ = std::io::copy(&mut upstream, &mut client);
+                        }
+                        Some(n) => {
+                            let mut answer = Vec::new();
+                            let _ = upstream.read_to_end(&mut answer);
+                            let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                            let _ = client.write_all(&answer[..(end + n).min(answer.len())]);
+                            let _ = client.shutdown(std::net::Shutdown::Both);
+                        }
                     }
                 });
             }
         });
-        BearerProxy {
-            port,
-            token_requests,
-        }
+        Proxy { port }
     }
+}
+
+pub const PROXY_TOKEN: &str = "anonymous-token-123";
+
+/// A proxy demanding an anonymous Bearer token, as ghcr.io does for public
+/// pulls: requests without `Authorization: Bearer PROXY_TOKEN` get a 401
+/// challenge naming its `/token` endpoint, which hands out the token.
+/// Returns the proxy and the query strings of the token requests it got.
+pub fn bearer_proxy(upstream: u16) -> (Proxy, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    let token_requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = token_requests.clone();
+    let proxy = Proxy::start(upstream, move |request| {
+        if let Some(query) = request.path().strip_prefix("/token?") {
+            log.lock().unwrap().push(query.to_string());
+            let body = format!("{{\"token\":\"{PROXY_TOKEN}\",\"expires_in\":300}}");
+            return Action::Respond("200 OK", "Content-Type: application/json\r\n".into(), body);
+        }
+        if request.header("authorization") == Some(&format!("Bearer {PROXY_TOKEN}")) {
+            return Action::Forward;
+        }
+        let challenge = format!(
+            "WWW-Authenticate: Bearer realm=\"http://127.0.0.1:{}/token\",\
+             service=\"test-registry\"\r\n",
+            request.port
+        );
+        Action::Respond("401 Unauthorized", challenge, "{}".into())
+    });
+    (proxy, token_requests)
 }
 
 pub const C_SOURCE: &str = "int ocipkg_c_answer(int x) { return 2 * x + 1; }\n";
