@@ -51,6 +51,18 @@ enum OcipkgCommand {
         /// Package reference.
         reference: String,
     },
+    /// Lock package references to their current manifest digests in
+    /// ocipkg.lock (fetching and verifying each), for reproducible builds.
+    ///
+    /// Example: ocipkg lock ghcr.io/org/libfoo:1.2 --dir path/to/ffi-crate
+    Lock {
+        /// Package references (with tags).
+        #[arg(required = true)]
+        references: Vec<String>,
+        /// Directory of the consumer's Cargo.toml.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
     /// List the tags of a repository.
     ///
     /// Example: ocipkg tags ghcr.io/org/libfoo
@@ -143,6 +155,12 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             let (root, digest) = crate::Linker::new().fetch(&reference)?;
             println!("{}", root.display());
             eprintln!("pulled {reference} ({digest})");
+        }
+        OcipkgCommand::Lock { references, dir } => {
+            let references: Vec<&str> = references.iter().map(String::as_str).collect();
+            for (reference, digest) in crate::lock(&references, &dir)? {
+                println!("locked {reference} to {digest}");
+            }
         }
         OcipkgCommand::Tags { repository } => {
             for tag in crate::list_tags(&repository)? {

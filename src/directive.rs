@@ -30,6 +30,8 @@ impl fmt::Display for LinkKind {
 pub enum Directive {
     /// `cargo:rerun-if-env-changed=NAME`
     RerunIfEnvChanged(String),
+    /// `cargo:rerun-if-changed=PATH`
+    RerunIfChanged(PathBuf),
     /// `cargo:rustc-link-search=native=DIR`
     LinkSearch(PathBuf),
     /// `cargo:rustc-link-lib=KIND=NAME`
@@ -44,6 +46,9 @@ impl fmt::Display for Directive {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Directive::RerunIfEnvChanged(name) => write!(f, "cargo:rerun-if-env-changed={name}"),
+            Directive::RerunIfChanged(path) => {
+                write!(f, "cargo:rerun-if-changed={}", path.display())
+            }
             Directive::LinkSearch(dir) => {
                 write!(f, "cargo:rustc-link-search=native={}", dir.display())
             }

@@ -22,6 +22,10 @@ pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
 pub const OFFLINE: &str = "OCIPKG_OFFLINE";
 /// Set to `true` by cargo for build scripts under `--offline`.
 pub const CARGO_NET_OFFLINE: &str = "CARGO_NET_OFFLINE";
+/// `1`/`true`: resolve tags online and write them into `ocipkg.lock`.
+pub const UPDATE_LOCK: &str = "OCIPKG_UPDATE_LOCK";
+/// Directory of the crate whose build script runs (set by cargo): where `ocipkg.lock` lives.
+pub const CARGO_MANIFEST_DIR: &str = "CARGO_MANIFEST_DIR";
 /// Set by docs.rs: fetch and link nothing.
 pub const DOCS_RS: &str = "DOCS_RS";
 /// Fixed timestamp for reproducible packs.
@@ -29,10 +33,13 @@ pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 
 /// Whether the build must not use the network.
 pub(crate) fn is_offline(env: &Env) -> bool {
-    let truthy = |v: Option<String>| {
-        v.is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
-    };
-    truthy(env.get(OFFLINE)) || truthy(env.get(CARGO_NET_OFFLINE))
+    is_true(env, OFFLINE) || is_true(env, CARGO_NET_OFFLINE)
+}
+
+/// Whether a variable is set to `1`, `true` or `yes`.
+pub(crate) fn is_true(env: &Env, name: &str) -> bool {
+    env.get(name)
+        .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
 /// `OCIPKG_<NAME>_DIR` for a reference: NAME is the repository's last path

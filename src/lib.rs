@@ -31,6 +31,8 @@
 //! | `OCIPKG_CACHE_DIR` | cache root (default: the per-user cache dir, e.g. `~/.cache/ocipkg`) |
 //! | `OCIPKG_OFFLINE`, `CARGO_NET_OFFLINE` | `1`/`true`: use the cache only; a miss is an error advising `ocipkg pull REF` |
 //! | `OCIPKG_<NAME>_DIR` | use this unpacked package directory instead of fetching; `NAME` is the repository's last path segment, upper-cased, with `-` and `.` turned into `_` (`ghcr.io/org/lib-foo` → `OCIPKG_LIB_FOO_DIR`) |
+//! | `OCIPKG_UPDATE_LOCK` | `1`/`true`: resolve tags online and record them in `ocipkg.lock` |
+//! | `CARGO_MANIFEST_DIR` | set by cargo: where `ocipkg.lock` is looked for |
 //! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose library names are looked for |
@@ -38,6 +40,11 @@
 //!
 //! In a build script every variable read is also announced with
 //! `cargo:rerun-if-env-changed`.
+//!
+//! # Lockfile
+//!
+//! See [`lockfile`]: `ocipkg.lock` next to the consumer's `Cargo.toml` locks
+//! tag references to manifest digests, for reproducible builds.
 //!
 //! # Cache layout
 //!
@@ -66,6 +73,7 @@ mod error;
 pub mod format;
 mod layout;
 mod link;
+pub mod lockfile;
 mod pack;
 mod pull;
 mod push;
@@ -101,6 +109,7 @@ pub fn link_package(reference: &str) -> Result<Package> {
 #[derive(Clone, Debug, Default)]
 pub struct Linker {
     cache_dir: Option<PathBuf>,
+    lockfile_dir: Option<PathBuf>,
     offline: Option<bool>,
     quiet: bool,
 }
@@ -117,6 +126,12 @@ impl Linker {
     /// per-user cache.
     pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Looks for `ocipkg.lock` in `dir` instead of `CARGO_MANIFEST_DIR`.
+    pub fn lockfile_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.lockfile_dir = Some(dir.into());
         self
     }
 
@@ -164,6 +179,7 @@ impl Linker {
                 directives: Vec::new(),
             });
         }
+        let mut extra = Vec::new();
         let override_var = env::package_dir_var(&parsed);
         let (root, manifest_digest) = match env.get(&override_var) {
             Some(dir) => {
@@ -180,7 +196,8 @@ impl Linker {
                 (dir, None)
             }
             None => {
-                let cached = self.fetch_with(&parsed, env)?;
+                let (cached, lockfile) = self.fetch_locked(&parsed, env)?;
+                extra.extend(lockfile.map(Directive::RerunIfChanged));
                 (cached.dir.join("root"), Some(cached.digest))
             }
         };
@@ -194,7 +211,8 @@ impl Linker {
                 target: target.triple,
             });
         }
-        let mut directives = link::link_directives(&libraries);
+        let mut directives = extra;
+        directives.extend(link::link_directives(&libraries));
         directives.push(Directive::Metadata(
             "root".into(),
             root.display().to_string(),
@@ -212,6 +230,51 @@ impl Linker {
             libraries,
             directives,
         })
+    }
+
+    /// Fetches `reference`, honouring `ocipkg.lock` next to the crate being
+    /// built; returns the lockfile's path if one was used or written.
+    fn fetch_locked(
+        &self,
+        reference: &Reference,
+        env: &Env,
+    ) -> Result<(pull::Cached, Option<PathBuf>)> {
+        let dir = match &self.lockfile_dir {
+            Some(dir) => dir.clone(),
+            None => match env.get(env::CARGO_MANIFEST_DIR) {
+                Some(dir) => PathBuf::from(dir),
+                None => return Ok((self.fetch_with(reference, env)?, None)),
+            },
+        };
+        let mut lockfile = lockfile::Lockfile::load(&dir)?;
+        if env::is_true(env, env::UPDATE_LOCK) {
+            let cached = self.fetch_with(reference, env)?;
+            lockfile.set(reference, &cached.digest);
+            lockfile.save()?;
+            return Ok((cached, Some(lockfile.path().to_path_buf())));
+        }
+        let used = lockfile.exists().then(|| lockfile.path().to_path_buf());
+        let locked = match (reference.digest(), lockfile.get(reference)) {
+            (None, Some(digest)) => reference.with_digest(digest),
+            _ => return Ok((self.fetch_with(reference, env)?, used)),
+        };
+        match self.fetch_with(&locked, env) {
+            Ok(cached) => Ok((cached, used)),
+            Err(Error::Registry { status: 404, .. }) => Err(Error::usage(
+                format!(
+                    "{} locks {reference} to {}, but the registry does not serve that digest",
+                    lockfile.path().display(),
+                    locked.digest().unwrap_or_default()
+                ),
+                format!(
+                    "the package was deleted or the tag re-published. To move to what the tag \
+                     points at now, run `ocipkg lock {reference}` in {} (or build once with \
+                     OCIPKG_UPDATE_LOCK=1)",
+                    dir.display()
+                ),
+            )),
+            Err(e) => Err(e),
+        }
     }
 
     fn fetch_with(&self, reference: &Reference, env: &Env) -> Result<pull::Cached> {
@@ -276,6 +339,28 @@ impl Package {
     pub fn directives(&self) -> &[Directive] {
         &self.directives
     }
+}
+
+/// Fetches each reference (verified, into the cache) and locks it to its
+/// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
+/// Returns `(reference, digest)` pairs.
+pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut lockfile = lockfile::Lockfile::load(dir)?;
+    let mut locked = Vec::new();
+    for reference in references {
+        let parsed = Reference::parse(reference)?;
+        if parsed.digest().is_some() {
+            return Err(Error::usage(
+                format!("{reference} is already pinned to a digest"),
+                "lock tag references (`registry/repository:tag`)",
+            ));
+        }
+        let (_, digest) = Linker::new().fetch(reference)?;
+        lockfile.set(&parsed, &digest);
+        locked.push((parsed.to_string(), digest));
+    }
+    lockfile.save()?;
+    Ok(locked)
 }
 
 /// Lists the tags of a repository (`registry/repository`, any tag ignored).

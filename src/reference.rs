@@ -134,6 +134,14 @@ impl Reference {
         })
     }
 
+    /// The same reference pinned to `digest` (the tag is kept for display).
+    pub(crate) fn with_digest(&self, digest: &str) -> Self {
+        Reference {
+            digest: Some(digest.to_string()),
+            ..self.clone()
+        }
+    }
+
     /// Whether the registry is on this machine (`localhost`, `127.0.0.0/8`, `[::1]`):
     /// only those are reached over plain HTTP by default.
     pub fn is_loopback(&self) -> bool {
