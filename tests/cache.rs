@@ -4,7 +4,6 @@
 mod common;
 
 use std::fs;
-use std::process::Command;
 
 use common::*;
 
@@ -92,30 +91,134 @@ fn sixteen_processes_pulling_at_once_download_the_layer_once() {
 }
 
 #[test]
-fn leftovers_of_a_killed_fetch_are_ignored_and_cleaned() {
+fn a_fetch_killed_mid_unpack_leaves_nothing_trusted_and_the_next_one_succeeds() {
     let registry = Registry::start();
-    let (layout, reference) = publish_c_package(&registry, "killed/answer:1");
-    let (digest, _) = layout_digests(&layout);
-    let hex = digest.strip_prefix("sha256:").unwrap();
-    let cache = temp_dir("cache-killed");
-    // What a fetch SIGKILLed mid-unpack leaves: a half-filled staging dir.
-    let leftover = cache.join("tmp").join(format!("{hex}.4242-1-0"));
-    fs::create_dir_all(leftover.join("root/lib")).unwrap();
-    fs::write(leftover.join("root/lib/libanswer.a"), b"half").unwrap();
+    // A package with 2 MiB of incompressible data, so a stalled download is
+    // caught in the middle of unpacking.
+    let dir = stage_c_package("kill-pkg");
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..2 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
+    let reference = format!("{}/kill/answer:1", registry.host());
+    let layout = pack(&dir, &reference);
+    run(ocipkg().arg("push").arg(&layout));
+    let (digest, layers) = layout_digests(&layout);
+    let layer = layers[0].clone();
+    let proxy = Proxy::start(registry.port, move |req| {
+        if req.path().ends_with(&layer) {
+            Action::ForwardThenStall(1 << 20)
+        } else {
+            Action::Forward
+        }
+    });
 
-    let out = run(ocipkg()
+    let cache = temp_dir("cache-kill");
+    let mut child = ocipkg()
+        .args(["pull", &format!("127.0.0.1:{}/kill/answer:1", proxy.port)])
+        .env("OCIPKG_CACHE_DIR", &cache)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the staging dir holds part of the package, then SIGKILL.
+    let hex = digest.strip_prefix("sha256:").unwrap().to_string();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let staged = loop {
+        let found = fs::read_dir(cache.join("tmp"))
+            .ok()
+            .and_then(|mut entries| {
+                entries.find_map(|e| {
+                    let path = e.ok()?.path();
+                    let partial = path.join("root/lib/noise.bin");
+                    (fs::metadata(&partial).ok()?.len() > 0).then_some(path)
+                })
+            });
+        if let Some(path) = found {
+            break path;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fetch never started unpacking"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(staged.exists(), "the killed process left its staging dir");
+    assert!(
+        !cache.join("pkgs/sha256").join(&hex).exists(),
+        "nothing was committed"
+    );
+
+    // Offline, the half-unpacked package is not trusted.
+    let out = ocipkg()
         .args(["pull", &reference])
-        .env("OCIPKG_CACHE_DIR", &cache));
-    let root = stdout(&out).trim().to_string();
-    assert!(root.contains(hex), "{root}");
-    assert!(!leftover.exists(), "the leftover was removed");
+        .env("OCIPKG_CACHE_DIR", &cache)
+        .env("OCIPKG_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+
+    // The next fetch cleans up and succeeds with exactly one complete entry.
+    let root = stdout(&run(ocipkg()
+        .args(["pull", &reference])
+        .env("OCIPKG_CACHE_DIR", &cache)));
+    assert_eq!(
+        fs::read(format!("{}/lib/noise.bin", root.trim())).unwrap(),
+        noise
+    );
+    assert_eq!(fs::read_dir(cache.join("pkgs/sha256")).unwrap().count(), 1);
     assert_eq!(fs::read_dir(cache.join("tmp")).unwrap().count(), 0);
-    // The unpacked archive is the real one, not the leftover.
-    let lib = fs::read(format!("{root}/lib/libanswer.a")).unwrap();
-    assert!(lib.starts_with(b"!<arch>"), "a real ar archive");
-    // And a consumer can link it: `ar t` lists the member.
-    let members = stdout(&run(Command::new("ar")
-        .arg("t")
-        .arg(format!("{root}/lib/libanswer.a"))));
-    assert!(!members.trim().is_empty());
+}
+
+#[test]
+fn a_tampered_manifest_is_rejected_with_both_digests() {
+    let registry = Registry::start();
+    let (layout, reference) = publish_c_package(&registry, "badmanifest/answer:1");
+    let (digest, _) = layout_digests(&layout);
+    // Change the stored manifest's bytes without changing its meaning.
+    let stored = registry.blob_file(&digest);
+    let mut bytes = fs::read(&stored).unwrap();
+    bytes.push(b'\n');
+    fs::write(&stored, &bytes).unwrap();
+    let cache = temp_dir("cache-badmanifest");
+    let err = ocipkg::Linker::new()
+        .cache_dir(&cache)
+        .quiet(true)
+        .link(&reference)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("digest mismatch"), "{err}");
+    assert!(err.contains(&format!("expected: {digest}")), "{err}");
+    assert!(err.contains("actual:   sha256:"), "{err}");
+    assert!(
+        !cache.join("pkgs").exists()
+            || fs::read_dir(cache.join("pkgs/sha256")).unwrap().count() == 0
+    );
+}
+
+#[test]
+fn a_warm_tag_costs_one_manifest_request() {
+    let registry = Registry::start();
+    let (_, reference) = publish_c_package(&registry, "warm/answer:1");
+    let cache = temp_dir("cache-warm");
+    let mut linker = ocipkg::Linker::new();
+    linker.cache_dir(&cache).quiet(true);
+    linker.link(&reference).unwrap();
+    let before = registry.access_log().lines().count();
+    linker.link(&reference).unwrap();
+    let log = registry.access_log();
+    let new: Vec<&str> = log.lines().skip(before).collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].contains("\"GET /v2/warm/answer/manifests/1 "),
+        "{new:?}"
+    );
 }

@@ -270,6 +270,9 @@ pub enum Action {
     /// Pass it on, but send back only the headers and this many body bytes,
     /// then drop the connection.
     ForwardTruncated(usize),
+    /// Pass it on, send back the headers and this many body bytes, then
+    /// hold the connection open without sending more (for 60 s).
+    ForwardThenStall(usize),
     /// Answer directly: status line text, extra header lines, body.
     Respond(&'static str, String, String),
 }
@@ -315,7 +318,7 @@ impl Proxy {
                         port,
                     };
                     let action = policy(&request);
-                    let (strip_range, truncate) = match action {
+                    let (strip_range, truncate, stall) = match action {
                         Action::Respond(status, extra, body) => {
                             let _ = write!(
                                 client,
@@ -325,9 +328,10 @@ impl Proxy {
                             );
                             return;
                         }
-                        Action::Forward => (false, None),
-                        Action::ForwardWithoutRange => (true, None),
-                        Action::ForwardTruncated(n) => (false, Some(n)),
+                        Action::Forward => (false, None, false),
+                        Action::ForwardWithoutRange => (true, None, false),
+                        Action::ForwardTruncated(n) => (false, Some(n), false),
+                        Action::ForwardThenStall(n) => (false, Some(n), true),
                     };
                     let mut upstream = TcpStream::connect(("127.0.0.1", upstream)).unwrap();
                     let mut head = format!("{}\r\n", request.line);
@@ -349,6 +353,10 @@ impl Proxy {
                             let _ = upstream.read_to_end(&mut answer);
                             let end = answer.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
                             let _ = client.write_all(&answer[..(end + n).min(answer.len())]);
+                            let _ = client.flush();
+                            if stall {
+                                std::thread::sleep(Duration::from_secs(60));
+                            }
                             let _ = client.shutdown(std::net::Shutdown::Both);
                         }
                     }
