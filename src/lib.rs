@@ -79,6 +79,7 @@ mod pull;
 mod push;
 mod reference;
 mod retry;
+mod stream;
 mod tempdir;
 mod unpack;
 

@@ -11,6 +11,7 @@ use crate::digest::{self, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::format;
 use crate::reference::Reference;
+use crate::stream;
 use crate::unpack::unpack_layer;
 
 /// A package present in the cache.
@@ -118,11 +119,11 @@ fn fetch_blobs(
         };
         digest::hex_part(&layer_digest)?;
         let body = client.get_blob(&layer_digest, layer.size())?;
-        let mut verifying = VerifyingReader::new(body, layer.size());
-        let unpacked = unpack_layer(&mut verifying, compression, &root);
-        // Verify first: a digest mismatch explains a broken archive better
-        // than the archive error does.
-        verifying.finish(&what, &layer_digest)?;
+        let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
+        let unpacked = unpack_layer(stream, compression, &root);
+        // Verify first: a digest mismatch or broken download explains a broken
+        // archive better than the archive error does.
+        verdict.wait()?;
         unpacked.map_err(|e| Error::invalid(&what, format!("unpacking failed: {e}")))?;
     }
     cache.commit(staging, digest)
