@@ -1,6 +1,7 @@
 //! `WWW-Authenticate` challenges and the Bearer-token flow of the
-//! distribution spec (anonymous for now).
+//! distribution spec.
 
+use crate::credentials::Credential;
 use crate::error::{Error, Result};
 
 /// One challenge of a `WWW-Authenticate` header.
@@ -86,13 +87,23 @@ pub(crate) fn parse_challenges(header: &str) -> Vec<Challenge> {
     out
 }
 
-/// Asks the token server named by a Bearer challenge for a token with `scope`.
+/// A token from a token server, and when to stop using it.
+pub(crate) struct Token {
+    pub value: String,
+    pub expires: std::time::Instant,
+}
+
+/// Asks the token server named by a Bearer challenge for a token with `scope`,
+/// with `credential` if given (Basic auth for a user name and password; the
+/// OAuth2 refresh-token grant for an identity token), anonymously otherwise.
+/// A refusal (401/403) is `Ok(None)`.
 pub(crate) fn fetch_token(
     agent: &ureq::Agent,
     challenge: &Challenge,
     scope: &str,
     registry: &str,
-) -> Result<String> {
+    credential: Option<&Credential>,
+) -> Result<Option<Token>> {
     let action = format!("getting an access token for {registry}");
     let realm = challenge.param("realm").ok_or_else(|| Error::Registry {
         action: action.clone(),
@@ -106,20 +117,44 @@ pub(crate) fn fetch_token(
             message: format!("the token realm `{realm}` is not an http(s) URL"),
         });
     }
-    let mut request = agent.get(realm);
-    if let Some(service) = challenge.param("service") {
-        request = request.query("service", service);
-    }
+    let service = challenge.param("service");
     // Prefer the scope the registry asked for; it may differ from ours.
     let scope = challenge.param("scope").unwrap_or(scope);
-    for s in scope.split(' ').filter(|s| !s.is_empty()) {
-        request = request.query("scope", s);
-    }
-    let mut response = request.call().map_err(|e| Error::Network {
+    let network = |e: ureq::Error| Error::Network {
         action: action.clone(),
         detail: e.to_string(),
-    })?;
+    };
+    let mut response = match credential {
+        Some(c) if c.username.is_none() => {
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", "ocipkg"),
+                ("refresh_token", c.secret.as_str()),
+                ("scope", scope),
+            ];
+            if let Some(service) = service {
+                form.push(("service", service));
+            }
+            agent.post(realm).send_form(form).map_err(network)?
+        }
+        _ => {
+            let mut request = agent.get(realm);
+            if let Some(service) = service {
+                request = request.query("service", service);
+            }
+            for s in scope.split(' ').filter(|s| !s.is_empty()) {
+                request = request.query("scope", s);
+            }
+            if let Some(basic) = credential.and_then(Credential::basic) {
+                request = request.header("Authorization", basic);
+            }
+            request.call().map_err(network)?
+        }
+    };
     let status = response.status().as_u16();
+    if status == 401 || status == 403 {
+        return Ok(None);
+    }
     let body = response
         .body_mut()
         .with_config()
@@ -138,16 +173,28 @@ pub(crate) fn fetch_token(
         status,
         message: format!("the token server's answer is not JSON: {e}"),
     })?;
-    json.get("token")
+    let value = json
+        .get("token")
         .or_else(|| json.get("access_token"))
         .and_then(|t| t.as_str())
         .filter(|t| !t.is_empty())
-        .map(str::to_string)
         .ok_or_else(|| Error::Registry {
             action,
             status,
             message: "the token server's answer has no `token` or `access_token`".into(),
-        })
+        })?;
+    // The spec's default lifetime is 60 s; renew a little early.
+    let lifetime = json
+        .get("expires_in")
+        .and_then(|e| e.as_u64())
+        .filter(|&e| e > 0)
+        .unwrap_or(60);
+    let margin = (lifetime / 10).clamp(1, 30);
+    Ok(Some(Token {
+        value: value.to_string(),
+        expires: std::time::Instant::now()
+            + std::time::Duration::from_secs(lifetime.saturating_sub(margin)),
+    }))
 }
 
 #[cfg(test)]

@@ -63,6 +63,27 @@ enum OcipkgCommand {
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
+    /// Check credentials against a registry and store them in Docker's
+    /// config file ($DOCKER_CONFIG/config.json or ~/.docker/config.json).
+    ///
+    /// Example: echo "$TOKEN" | ocipkg login ghcr.io -u me --password-stdin
+    Login {
+        /// Registry host[:port], e.g. ghcr.io, localhost:5000, docker.io.
+        registry: String,
+        /// User name.
+        #[arg(long, short)]
+        username: String,
+        /// Read the password (or token) from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Remove stored credentials of a registry from Docker's config file.
+    ///
+    /// Example: ocipkg logout ghcr.io
+    Logout {
+        /// Registry host[:port].
+        registry: String,
+    },
     /// List the tags of a repository.
     ///
     /// Example: ocipkg tags ghcr.io/org/libfoo
@@ -162,6 +183,25 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
                 println!("locked {reference} to {digest}");
             }
         }
+        OcipkgCommand::Login {
+            registry,
+            username,
+            password_stdin,
+        } => {
+            let password = read_password(password_stdin)?;
+            let path = crate::login(&registry, &username, &password)?;
+            println!(
+                "logged in to {registry}; credentials stored in {}",
+                path.display()
+            );
+        }
+        OcipkgCommand::Logout { registry } => {
+            let path = crate::logout(&registry)?;
+            println!(
+                "removed the credentials of {registry} from {}",
+                path.display()
+            );
+        }
         OcipkgCommand::Tags { repository } => {
             for tag in crate::list_tags(&repository)? {
                 println!("{tag}");
@@ -169,6 +209,45 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The password from stdin (`--password-stdin`), or typed at a prompt
+/// without echo. Never from the command line.
+fn read_password(from_stdin: bool) -> Result<String> {
+    use std::io::{BufRead, IsTerminal, Read};
+    let stdin = std::io::stdin();
+    let io = |e| Error::io("reading the password", e);
+    let password = if from_stdin {
+        let mut text = String::new();
+        stdin.lock().read_to_string(&mut text).map_err(io)?;
+        text.trim_end_matches(['\n', '\r']).to_string()
+    } else if stdin.is_terminal() {
+        eprint!("Password: ");
+        let echo_off = Command::new("stty")
+            .arg("-echo")
+            .status()
+            .is_ok_and(|s| s.success());
+        let mut line = String::new();
+        let read = stdin.lock().read_line(&mut line);
+        if echo_off {
+            let _ = Command::new("stty").arg("echo").status();
+        }
+        eprintln!();
+        read.map_err(io)?;
+        line.trim_end_matches(['\n', '\r']).to_string()
+    } else {
+        return Err(Error::usage(
+            "no password given",
+            "pipe it in with --password-stdin (passwords are never taken from the command line)",
+        ));
+    };
+    if password.is_empty() {
+        return Err(Error::usage(
+            "the password is empty",
+            "give a password or token",
+        ));
+    }
+    Ok(password)
 }
 
 fn print_pushed(pushed: &crate::Pushed) {

@@ -1,5 +1,5 @@
 //! A registry client for one repository: the pull and push endpoints of the
-//! OCI distribution spec, with the anonymous Bearer-token flow.
+//! OCI distribution spec, with Bearer-token and Basic authentication.
 
 use std::fs::File;
 use std::io::Read;
@@ -10,6 +10,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use crate::auth;
+use crate::credentials::{Credential, Lookup};
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
@@ -38,20 +39,34 @@ pub(crate) struct Client {
     registry: String,
     repository: String,
     push: bool,
-    token: Option<String>,
+    credentials: Lookup,
+    /// The credentials found, once looked for.
+    credential: Option<Option<Credential>>,
+    token: Option<auth::Token>,
+    basic: Option<String>,
+    /// Where the credentials came from that the registry accepted or refused.
+    used: Option<String>,
+    rejected: Option<String>,
 }
 
 impl Client {
     /// A client for `reference`'s repository. `plain_http` selects `http://`
     /// (loopback or explicitly insecure registries only); `push` asks for push
     /// rights when a token is needed.
-    pub(crate) fn new(reference: &Reference, plain_http: bool, push: bool) -> Self {
+    pub(crate) fn new(
+        reference: &Reference,
+        plain_http: bool,
+        push: bool,
+        credentials: Lookup,
+    ) -> Self {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
             .user_agent(concat!("ocipkg/", env!("CARGO_PKG_VERSION")))
+            // Never send Authorization to where a registry redirects (S3, CDNs).
+            .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
             .build();
         let scheme = if plain_http { "http" } else { "https" };
         Client {
@@ -60,22 +75,21 @@ impl Client {
             registry: reference.registry().to_string(),
             repository: reference.repository().to_string(),
             push,
+            credentials,
+            credential: None,
             token: None,
+            basic: None,
+            used: None,
+            rejected: None,
         }
     }
 
     /// A client whose scheme follows the rules: HTTPS, except for loopback
-    /// registries and those listed in `OCIPKG_INSECURE_REGISTRIES`.
+    /// registries and those listed in `OCIPKG_INSECURE_REGISTRIES`; and whose
+    /// credentials are looked up as [`crate::credentials`] describes.
     pub(crate) fn for_reference(reference: &Reference, env: &Env, push: bool) -> Self {
-        let listed = env
-            .get(env::INSECURE_REGISTRIES)
-            .map(|list| {
-                list.split(',')
-                    .map(str::trim)
-                    .any(|entry| entry == reference.registry() || entry == reference.api_host())
-            })
-            .unwrap_or(false);
-        Client::new(reference, reference.is_loopback() || listed, push)
+        let credentials = Lookup::new(reference.registry(), env);
+        Client::new(reference, plain_http(reference, env), push, credentials)
     }
 
     fn url(&self, path: &str) -> String {
@@ -108,7 +122,7 @@ impl Client {
                 Some(_) => {
                     let action = format!("{action} (tried {attempt} times)");
                     return match outcome {
-                        Ok(response) => Err(Self::fail(&action, response)),
+                        Ok(response) => Err(self.fail(&action, response)),
                         Err(Error::Network { detail, .. }) => {
                             Err(Error::Network { action, detail })
                         }
@@ -119,7 +133,9 @@ impl Client {
         }
     }
 
-    /// One attempt; on a Bearer 401 gets a token and sends it once more.
+    /// One attempt; on a 401 gets a Bearer token (with credentials if any,
+    /// anonymously when there are none or, on pulls, when they are refused)
+    /// or uses Basic credentials, and sends the request once more.
     fn send_authorized<F>(&mut self, action: &str, make: &F) -> Result<Response<Body>>
     where
         F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
@@ -128,6 +144,13 @@ impl Client {
             action: action.to_string(),
             detail: e.to_string(),
         };
+        if self
+            .token
+            .as_ref()
+            .is_some_and(|t| t.expires <= std::time::Instant::now())
+        {
+            self.token = None;
+        }
         let response = make(&self.agent, self.authorization().as_deref()).map_err(network)?;
         if response.status().as_u16() != 401 {
             return Ok(response);
@@ -139,26 +162,66 @@ impl Client {
             .filter_map(|v| v.to_str().ok())
             .flat_map(auth::parse_challenges)
             .collect();
-        let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") else {
+        let credential = self.credential()?;
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let actions = if self.push { "pull,push" } else { "pull" };
+            let scope = match self.repository.as_str() {
+                "" => String::new(),
+                repository => format!("repository:{repository}:{actions}"),
+            };
+            let mut token = None;
+            if let Some(c) = &credential {
+                token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry, Some(c))?;
+                match token {
+                    Some(_) => self.used = Some(c.source.clone()),
+                    None => self.rejected = Some(c.source.clone()),
+                }
+            }
+            // A public package must not be spoiled by stale stored credentials.
+            if token.is_none() && (credential.is_none() || !self.push) {
+                token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry, None)?;
+            }
+            match token {
+                Some(token) => self.token = Some(token),
+                None => return Ok(response),
+            }
+        } else if challenges.iter().any(|c| c.scheme == "basic") {
+            let Some(basic) = credential.as_ref().and_then(Credential::basic) else {
+                return Ok(response);
+            };
+            self.basic = Some(basic);
+        } else {
             return Ok(response);
-        };
-        let actions = if self.push { "pull,push" } else { "pull" };
-        let scope = format!("repository:{}:{actions}", self.repository);
-        self.token = Some(auth::fetch_token(
-            &self.agent,
-            bearer,
-            &scope,
-            &self.registry,
-        )?);
-        make(&self.agent, self.authorization().as_deref()).map_err(network)
+        }
+        let retried = make(&self.agent, self.authorization().as_deref()).map_err(network)?;
+        if self.basic.is_some() {
+            let source = credential.map(|c| c.source);
+            match retried.status().as_u16() {
+                401 => self.rejected = source,
+                _ => self.used = source,
+            }
+        }
+        Ok(retried)
+    }
+
+    /// The credentials for this registry, looked up once, when first needed.
+    fn credential(&mut self) -> Result<Option<Credential>> {
+        if self.credential.is_none() {
+            self.credential = Some(self.credentials.find()?);
+        }
+        Ok(self.credential.clone().flatten())
     }
 
     fn authorization(&self) -> Option<String> {
-        self.token.as_ref().map(|t| format!("Bearer {t}"))
+        match &self.token {
+            Some(token) => Some(format!("Bearer {}", token.value)),
+            None => self.basic.clone(),
+        }
     }
 
-    /// Turns a non-success response into an error carrying the registry's message.
-    fn fail(action: &str, mut response: Response<Body>) -> Error {
+    /// Turns a non-success response into an error carrying the registry's
+    /// message, and for 401/403 what was tried and how to log in.
+    fn fail(&self, action: &str, mut response: Response<Body>) -> Error {
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -166,10 +229,42 @@ impl Client {
             .limit(64 << 10)
             .read_to_string()
             .unwrap_or_default();
+        let message = registry_message(&body);
+        if status == 401 || status == 403 {
+            let tried = match (&self.rejected, &self.used) {
+                (Some(source), _) => format!("the credentials from {source} were refused"),
+                (None, Some(source)) => format!(
+                    "the credentials from {source} were accepted but do not grant this access"
+                ),
+                (None, None) => format!("no credentials were found for {}", self.registry),
+            };
+            return Error::Auth {
+                action: action.to_string(),
+                status,
+                registry: self.registry.clone(),
+                tried,
+                message,
+            };
+        }
         Error::Registry {
             action: action.to_string(),
             status,
-            message: registry_message(&body),
+            message,
+        }
+    }
+
+    /// `GET /v2/`, authenticating as the registry asks: checks credentials.
+    pub(crate) fn ping(&mut self) -> Result<()> {
+        let action = format!("logging in to {}", self.registry);
+        let url = format!("{}/v2/", self.base);
+        // No repository: a token without scope, as `docker login` asks.
+        self.repository.clear();
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.get(&url), auth).call()
+        })?;
+        match response.status().as_u16() {
+            200 => Ok(()),
+            _ => Err(self.fail(&action, response)),
         }
     }
 
@@ -184,7 +279,7 @@ impl Client {
             with_auth(agent.get(&url).header("Accept", MANIFEST_ACCEPT), auth).call()
         })?;
         if response.status().as_u16() != 200 {
-            return Err(Self::fail(&action, response));
+            return Err(self.fail(&action, response));
         }
         let header = |name: &str| {
             response
@@ -223,7 +318,7 @@ impl Client {
             with_auth(agent.get(&url), auth).call()
         })?;
         if response.status().as_u16() != 200 {
-            return Err(Self::fail(&action, response));
+            return Err(self.fail(&action, response));
         }
         Ok(Box::new(ResumingReader {
             agent: self.agent.clone(),
@@ -249,7 +344,7 @@ impl Client {
         match response.status().as_u16() {
             200 => Ok(true),
             404 => Ok(false),
-            _ => Err(Self::fail(&action, response)),
+            _ => Err(self.fail(&action, response)),
         }
     }
 
@@ -265,7 +360,7 @@ impl Client {
             with_auth(agent.post(&url), auth).send_empty()
         })?;
         if response.status().as_u16() != 202 {
-            return Err(Self::fail(&action, response));
+            return Err(self.fail(&action, response));
         }
         let location = response
             .headers()
@@ -284,7 +379,7 @@ impl Client {
                 .send(&file)
         })?;
         if response.status().as_u16() != 201 {
-            return Err(Self::fail(&action, response));
+            return Err(self.fail(&action, response));
         }
         Ok(())
     }
@@ -307,7 +402,7 @@ impl Client {
                 .send(bytes)
         })?;
         if response.status().as_u16() != 201 {
-            return Err(Self::fail(&action, response));
+            return Err(self.fail(&action, response));
         }
         Ok(())
     }
@@ -322,7 +417,7 @@ impl Client {
                 with_auth(agent.get(&url), auth).call()
             })?;
             if response.status().as_u16() != 200 {
-                return Err(Self::fail(&action, response));
+                return Err(self.fail(&action, response));
             }
             let next = response
                 .headers()
@@ -424,6 +519,20 @@ impl Read for ResumingReader {
             std::thread::sleep(retry::backoff(self.resumes, None));
         }
     }
+}
+
+/// Whether a registry is reached over plain HTTP: loopback ones and those
+/// listed in `OCIPKG_INSECURE_REGISTRIES`.
+pub(crate) fn plain_http(reference: &Reference, env: &Env) -> bool {
+    let listed = env
+        .get(env::INSECURE_REGISTRIES)
+        .map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|entry| entry == reference.registry() || entry == reference.api_host())
+        })
+        .unwrap_or(false);
+    reference.is_loopback() || listed
 }
 
 fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::RequestBuilder<B> {

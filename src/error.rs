@@ -30,6 +30,19 @@ pub enum Error {
         /// The registry's own message, if it sent one.
         message: String,
     },
+    /// The registry refused access (HTTP 401/403).
+    Auth {
+        /// What we were doing.
+        action: String,
+        /// 401 or 403.
+        status: u16,
+        /// The registry, as written in references.
+        registry: String,
+        /// Which credentials were tried (never the credentials themselves).
+        tried: String,
+        /// The registry's own message.
+        message: String,
+    },
     /// The registry could not be reached (DNS, connect, TLS, broken transfer).
     Network {
         /// What we were doing.
@@ -161,6 +174,26 @@ impl fmt::Display for Error {
                     write!(f, "\n  registry says: {message}")?;
                 }
                 write!(f, "\n  help: {}", status_advice(*status))
+            }
+            Error::Auth {
+                action,
+                status,
+                registry,
+                tried,
+                message,
+            } => {
+                let env_var = crate::credentials::env_var_for(registry);
+                write!(f, "ocipkg: {action} failed: HTTP {status}, access denied")?;
+                if !message.is_empty() {
+                    write!(f, "\n  registry says: {message}")?;
+                }
+                write!(
+                    f,
+                    "\n  credentials: {tried}\n  \
+                     help: log in with `ocipkg login {registry}` (or `docker login {registry}`), \
+                     or set {env_var}=USER:PASSWORD (in CI: OCIPKG_USERNAME and \
+                     OCIPKG_PASSWORD); check that the account may access this repository."
+                )
             }
             Error::Network { action, detail } => write!(
                 f,

@@ -34,6 +34,7 @@
 //! | `OCIPKG_UPDATE_LOCK` | `1`/`true`: resolve tags online and record them in `ocipkg.lock` |
 //! | `CARGO_MANIFEST_DIR` | set by cargo: where `ocipkg.lock` is looked for |
 //! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
+//! | `OCIPKG_AUTH_<HOST>`, `OCIPKG_USERNAME`, `OCIPKG_PASSWORD`, `DOCKER_CONFIG`, `XDG_RUNTIME_DIR` | credentials: see [`credentials`] |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose library names are looked for |
 //! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) |
@@ -66,6 +67,7 @@
 mod auth;
 mod cache;
 mod client;
+pub mod credentials;
 mod digest;
 mod directive;
 mod env;
@@ -362,6 +364,48 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
     }
     lockfile.save()?;
     Ok(locked)
+}
+
+/// Checks `username`/`password` against `registry` (`ghcr.io`,
+/// `localhost:5000`, `docker.io`, ...) and stores them in Docker's config
+/// file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), where
+/// ocipkg, docker, podman and skopeo find them. Returns the file's path.
+pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> {
+    let reference = Reference::parse(&format!("{registry}/login"))?;
+    let env = Env::process(false);
+    let credential = credentials::Credential {
+        username: Some(username.to_string()),
+        secret: password.to_string(),
+        source: "the given user name and password".into(),
+    };
+    let lookup = credentials::Lookup::new(reference.registry(), &env).fixed(credential);
+    Client::new(
+        &reference,
+        client::plain_http(&reference, &env),
+        false,
+        lookup,
+    )
+    .ping()?;
+    let path = credentials::docker_config_path(&env);
+    credentials::store(&path, reference.registry(), username, password)?;
+    Ok(path)
+}
+
+/// Removes the stored credentials of `registry` from Docker's config file.
+pub fn logout(registry: &str) -> Result<PathBuf> {
+    let reference = Reference::parse(&format!("{registry}/logout"))?;
+    let path = credentials::docker_config_path(&Env::process(false));
+    if !credentials::remove(&path, reference.registry())? {
+        return Err(Error::usage(
+            format!(
+                "{} holds no credentials for {}",
+                path.display(),
+                reference.registry()
+            ),
+            "nothing to do; `docker logout` removes credentials kept by a credential helper",
+        ));
+    }
+    Ok(path)
 }
 
 /// Lists the tags of a repository (`registry/repository`, any tag ignored).

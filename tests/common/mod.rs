@@ -34,7 +34,37 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An open registry (no authentication).
     pub fn start() -> Registry {
+        Registry::start_with("")
+    }
+
+    /// A registry requiring HTTP Basic auth for `user`/`password` (htpasswd, bcrypt).
+    pub fn start_htpasswd(user: &str, password: &str) -> Registry {
+        let dir = temp_dir("htpasswd");
+        let out = run(Command::new("htpasswd").args(["-Bbn", user, password]));
+        let file = dir.join("htpasswd");
+        fs::write(&file, stdout(&out).trim()).unwrap();
+        Registry::start_with(&format!(
+            "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+            file.display()
+        ))
+    }
+
+    /// A registry requiring tokens from `server` (Distribution's token auth).
+    pub fn start_token(server: &TokenServer) -> Registry {
+        Registry::start_with(&format!(
+            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {}\n    \
+             issuer: {}\n    rootcertbundle: {}\n",
+            server.port,
+            TOKEN_SERVICE,
+            TOKEN_ISSUER,
+            server.cert.display()
+        ))
+    }
+
+    /// A registry with extra top-level configuration (YAML).
+    pub fn start_with(extra: &str) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install it with \
@@ -50,7 +80,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:0\n",
+                 http:\n  addr: 127.0.0.1:0\n{extra}",
                 storage.display()
             ),
         )
@@ -452,4 +482,204 @@ pub fn layout_digests(layout: &Path) -> (String, Vec<String>) {
         .map(|l| l["digest"].as_str().unwrap().to_string())
         .collect();
     (digest, layers)
+}
+
+pub const TOKEN_SERVICE: &str = "test-service";
+pub const TOKEN_ISSUER: &str = "test-issuer";
+
+/// A token server for Distribution's `auth: token`, issuing RS256 JWTs
+/// signed (with openssl) by a key whose self-signed certificate the registry
+/// trusts. Anonymous requests get `pull` on every repository; `user` with
+/// `password` gets what it asks for; wrong credentials get 401.
+pub struct TokenServer {
+    pub port: u16,
+    pub cert: PathBuf,
+    /// Each request: (query, Authorization header or empty).
+    pub requests: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    /// Every token handed out.
+    pub issued: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl TokenServer {
+    pub fn start(user: &str, password: &str) -> TokenServer {
+        use std::io::{BufRead, BufReader, Write};
+        let dir = temp_dir("token-server");
+        let key = dir.join("key.pem");
+        let cert = dir.join("cert.pem");
+        run(Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ])
+            .args(["-subj", "/CN=ocipkg-test-token"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+        let der = run(Command::new("openssl")
+            .args(["x509", "-outform", "DER", "-in"])
+            .arg(&cert))
+        .stdout;
+        let x5c = base64(&der, false);
+        let expected = format!(
+            "Basic {}",
+            base64(format!("{user}:{password}").as_bytes(), false)
+        );
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let log = requests.clone();
+        let issued = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let tokens = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut client) = stream else { return };
+                let mut reader = BufReader::new(client.try_clone().unwrap());
+                let mut lines = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    lines.push(line.trim_end().to_string());
+                }
+                let Some(first) = lines.first() else { continue };
+                let target = first.split(' ').nth(1).unwrap_or("").to_string();
+                let query = target.split_once('?').map_or("", |(_, q)| q).to_string();
+                let auth = lines
+                    .iter()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("authorization")
+                            .then(|| v.trim().to_string())
+                    })
+                    .unwrap_or_default();
+                log.lock().unwrap().push((query.clone(), auth.clone()));
+                let reply = |client: &mut TcpStream, status: &str, body: &str| {
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                };
+                let authenticated = auth == expected;
+                if !auth.is_empty() && !authenticated {
+                    reply(
+                        &mut client,
+                        "401 Unauthorized",
+                        "{\"details\":\"bad credentials\"}",
+                    );
+                    continue;
+                }
+                let mut access = Vec::new();
+                for pair in query.split('&') {
+                    let Some(scope) = pair.strip_prefix("scope=") else {
+                        continue;
+                    };
+                    let scope = percent_decode(scope);
+                    let parts: Vec<&str> = scope.split(':').collect();
+                    if parts.len() != 3 || parts[0] != "repository" {
+                        continue;
+                    }
+                    let actions: Vec<String> = parts[2]
+                        .split(',')
+                        .filter(|a| authenticated || *a == "pull")
+                        .map(|a| format!("\"{a}\""))
+                        .collect();
+                    access.push(format!(
+                        "{{\"type\":\"repository\",\"name\":\"{}\",\"actions\":[{}]}}",
+                        parts[1],
+                        actions.join(",")
+                    ));
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let header = format!("{{\"alg\":\"RS256\",\"typ\":\"JWT\",\"x5c\":[\"{x5c}\"]}}");
+                let claims = format!(
+                    "{{\"iss\":\"{TOKEN_ISSUER}\",\"sub\":\"{}\",\"aud\":\"{TOKEN_SERVICE}\",\
+                     \"exp\":{},\"nbf\":{},\"iat\":{now},\"jti\":\"{now}-{}\",\"access\":[{}]}}",
+                    if authenticated { "user" } else { "" },
+                    now + 300,
+                    now - 10,
+                    log.lock().unwrap().len(),
+                    access.join(",")
+                );
+                let signing_input = format!(
+                    "{}.{}",
+                    base64(header.as_bytes(), true),
+                    base64(claims.as_bytes(), true)
+                );
+                let mut openssl = Command::new("openssl")
+                    .args(["dgst", "-sha256", "-sign"])
+                    .arg(&key)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .spawn()
+                    .unwrap();
+                openssl
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(signing_input.as_bytes())
+                    .unwrap();
+                let signature = openssl.wait_with_output().unwrap().stdout;
+                let jwt = format!("{signing_input}.{}", base64(&signature, true));
+                tokens.lock().unwrap().push(jwt.clone());
+                reply(
+                    &mut client,
+                    "200 OK",
+                    &format!("{{\"token\":\"{jwt}\",\"expires_in\":300}}"),
+                );
+            }
+        });
+        TokenServer {
+            port,
+            cert,
+            requests,
+            issued,
+        }
+    }
+}
+
+/// base64 (standard with padding, or URL-safe without).
+pub fn base64(bytes: &[u8], url: bool) -> String {
+    let table: &[u8; 64] = if url {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    } else {
+        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    };
+    let mut out = String::new();
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..=chunk.len() {
+            out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+        }
+        if !url {
+            out.push_str(&"=".repeat(3 - chunk.len()));
+        }
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
