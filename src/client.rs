@@ -10,6 +10,7 @@ use ureq::http::Response;
 use ureq::Body;
 
 use crate::auth;
+use crate::config::{Config, RegistryConfig};
 use crate::credentials::{Credential, Lookup};
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
@@ -50,26 +51,28 @@ pub(crate) struct Client {
 }
 
 impl Client {
-    /// A client for `reference`'s repository. `plain_http` selects `http://`
-    /// (loopback or explicitly insecure registries only); `push` asks for push
+    /// A client for `reference`'s repository with the transport `settings`
+    /// of its registry. `plain_http` selects `http://`; `push` asks for push
     /// rights when a token is needed.
     pub(crate) fn new(
         reference: &Reference,
+        settings: &RegistryConfig,
         plain_http: bool,
         push: bool,
         credentials: Lookup,
-    ) -> Self {
+    ) -> Result<Self> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
-            .user_agent(concat!("ocipkg/", env!("CARGO_PKG_VERSION")))
+            .user_agent(user_agent())
             // Never send Authorization to where a registry redirects (S3, CDNs).
             .redirect_auth_headers(ureq::config::RedirectAuthHeaders::Never)
+            .tls_config(tls_config(reference.registry(), settings)?)
             .build();
         let scheme = if plain_http { "http" } else { "https" };
-        Client {
+        Ok(Client {
             agent: config.into(),
             base: format!("{scheme}://{}", reference.api_host()),
             registry: reference.registry().to_string(),
@@ -81,15 +84,32 @@ impl Client {
             basic: None,
             used: None,
             rejected: None,
-        }
+        })
     }
 
-    /// A client whose scheme follows the rules: HTTPS, except for loopback
-    /// registries and those listed in `OCIPKG_INSECURE_REGISTRIES`; and whose
-    /// credentials are looked up as [`crate::credentials`] describes.
-    pub(crate) fn for_reference(reference: &Reference, env: &Env, push: bool) -> Self {
+    /// A client following the configuration file and the environment: HTTPS,
+    /// except for loopback registries, those in `OCIPKG_INSECURE_REGISTRIES`
+    /// and those configured with `plain_http`; credentials looked up as
+    /// [`crate::credentials`] describes.
+    pub(crate) fn for_reference(reference: &Reference, env: &Env, push: bool) -> Result<Self> {
         let credentials = Lookup::new(reference.registry(), env);
-        Client::new(reference, plain_http(reference, env), push, credentials)
+        Client::configured(reference, &Config::load(env)?, env, push, credentials)
+    }
+
+    /// Like [`Client::for_reference`] with an already loaded configuration
+    /// and given credentials.
+    pub(crate) fn configured(
+        reference: &Reference,
+        config: &Config,
+        env: &Env,
+        push: bool,
+        credentials: Lookup,
+    ) -> Result<Self> {
+        let settings = config.registry(reference.registry());
+        let plain = settings
+            .plain_http
+            .unwrap_or_else(|| plain_http(reference, env));
+        Client::new(reference, &settings, plain, push, credentials)
     }
 
     fn url(&self, path: &str) -> String {
@@ -107,7 +127,9 @@ impl Client {
         loop {
             let outcome = self.send_authorized(action, &make);
             let wait = match &outcome {
-                Err(Error::Network { .. }) => Some(None),
+                Err(Error::Network { detail, .. }) if retry::retryable_failure(detail) => {
+                    Some(None)
+                }
                 Ok(r) if retry::retryable_status(r.status().as_u16()) => {
                     Some(retry::retry_after(r.headers()))
                 }
@@ -521,8 +543,60 @@ impl Read for ResumingReader {
     }
 }
 
-/// Whether a registry is reached over plain HTTP: loopback ones and those
-/// listed in `OCIPKG_INSECURE_REGISTRIES`.
+/// `ocipkg/<version> (<os>; <arch>)`
+fn user_agent() -> String {
+    format!(
+        "ocipkg/{} ({}; {})",
+        env!("CARGO_PKG_VERSION"),
+        std::env::consts::OS,
+        std::env::consts::ARCH
+    )
+}
+
+/// TLS settings of a registry: its own CA certificates, or no verification.
+fn tls_config(registry: &str, settings: &RegistryConfig) -> Result<ureq::tls::TlsConfig> {
+    let mut tls = ureq::tls::TlsConfig::builder();
+    if settings.insecure_tls {
+        tls = tls.disable_verification(true);
+    }
+    if !settings.ca_certs.is_empty() {
+        let mut certs = Vec::new();
+        for path in &settings.ca_certs {
+            let pem = std::fs::read(path).map_err(|e| {
+                Error::io(
+                    format!(
+                        "reading CA certificates of {registry} from {}",
+                        path.display()
+                    ),
+                    e,
+                )
+            })?;
+            for item in ureq::tls::parse_pem(&pem) {
+                match item {
+                    Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
+                    Ok(_) => {}
+                    Err(e) => {
+                        return Err(Error::usage(
+                            format!("{} is not a valid PEM file: {e}", path.display()),
+                            format!("fix `ca_certs` of {registry} in the registry configuration"),
+                        ))
+                    }
+                }
+            }
+        }
+        if certs.is_empty() {
+            return Err(Error::usage(
+                format!("the `ca_certs` of {registry} hold no certificate"),
+                "give PEM files with CERTIFICATE blocks",
+            ));
+        }
+        tls = tls.root_certs(ureq::tls::RootCerts::new_with_certs(&certs));
+    }
+    Ok(tls.build())
+}
+
+/// Whether a registry is reached over plain HTTP by default: loopback ones
+/// and those listed in `OCIPKG_INSECURE_REGISTRIES`.
 pub(crate) fn plain_http(reference: &Reference, env: &Env) -> bool {
     let listed = env
         .get(env::INSECURE_REGISTRIES)

@@ -18,6 +18,8 @@ pub const TARGET: &str = "TARGET";
 pub const CARGO_CFG_TARGET_OS: &str = "CARGO_CFG_TARGET_OS";
 /// Target environment (gnu, musl, msvc, ...) being built for (set by cargo for build scripts).
 pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
+/// Path of the registry configuration file.
+pub const CONFIG: &str = "OCIPKG_CONFIG";
 /// `1`/`true`: use the cache only.
 pub const OFFLINE: &str = "OCIPKG_OFFLINE";
 /// Set to `true` by cargo for build scripts under `--offline`.

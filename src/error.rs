@@ -195,12 +195,21 @@ impl fmt::Display for Error {
                      OCIPKG_PASSWORD); check that the account may access this repository."
                 )
             }
+            Error::Network { action, detail } if detail.contains("certificate") => write!(
+                f,
+                "ocipkg: {action} failed: {detail}\n  \
+                 help: the registry's TLS certificate was not accepted. If it is issued by a \
+                 private CA, list the CA's PEM file in `ca_certs` of the registry in the registry \
+                 configuration (OCIPKG_CONFIG, default ~/.config/ocipkg/registries.json); \
+                 `insecure_tls: true` skips verification (test registries only)."
+            ),
             Error::Network { action, detail } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
                  help: check that the registry is reachable from this machine. Registries other \
                  than loopback ones are reached over HTTPS; list a plain-HTTP registry in \
-                 OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]) to use HTTP."
+                 OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]) or give it \
+                 `plain_http: true` in the registry configuration (OCIPKG_CONFIG) to use HTTP."
             ),
             Error::DigestMismatch {
                 what,

@@ -35,6 +35,7 @@
 //! | `CARGO_MANIFEST_DIR` | set by cargo: where `ocipkg.lock` is looked for |
 //! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
 //! | `OCIPKG_AUTH_<HOST>`, `OCIPKG_USERNAME`, `OCIPKG_PASSWORD`, `DOCKER_CONFIG`, `XDG_RUNTIME_DIR` | credentials: see [`credentials`] |
+//! | `OCIPKG_CONFIG` | the registry configuration file (see [`config`]) |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose library names are looked for |
 //! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) |
@@ -67,6 +68,7 @@
 mod auth;
 mod cache;
 mod client;
+pub mod config;
 pub mod credentials;
 mod digest;
 mod directive;
@@ -292,7 +294,20 @@ impl Linker {
         if offline {
             return pull::from_cache(reference, &cache);
         }
-        let mut client = Client::for_reference(reference, env, false);
+        let config = config::Config::load(env)?;
+        let settings = config.registry(reference.registry());
+        // Mirrors first; any failure there (even a wrong digest) falls
+        // through to the next source, and finally to the registry itself.
+        for mirror in &settings.mirrors {
+            let on_mirror = reference.on_mirror(mirror)?;
+            let credentials = credentials::Lookup::new(on_mirror.registry(), env);
+            let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
+            if let Ok(cached) = pull::pull(reference, &mut client, &cache) {
+                return Ok(cached);
+            }
+        }
+        let credentials = credentials::Lookup::new(reference.registry(), env);
+        let mut client = Client::configured(reference, &config, env, false, credentials)?;
         pull::pull(reference, &mut client, &cache)
     }
 
@@ -379,12 +394,13 @@ pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> 
         source: "the given user name and password".into(),
     };
     let lookup = credentials::Lookup::new(reference.registry(), &env).fixed(credential);
-    Client::new(
+    Client::configured(
         &reference,
-        client::plain_http(&reference, &env),
+        &config::Config::load(&env)?,
+        &env,
         false,
         lookup,
-    )
+    )?
     .ping()?;
     let path = credentials::docker_config_path(&env);
     credentials::store(&path, reference.registry(), username, password)?;
@@ -412,7 +428,7 @@ pub fn logout(registry: &str) -> Result<PathBuf> {
 pub fn list_tags(repository: &str) -> Result<Vec<String>> {
     let reference = Reference::parse(repository)?;
     let env = Env::process(false);
-    Client::for_reference(&reference, &env, false).list_tags()
+    Client::for_reference(&reference, &env, false)?.list_tags()
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         Error::invalid(format!("the manifest in {}", path.display()), e.to_string())
     })?;
 
-    let mut client = Client::for_reference(&reference, &Env::process(false), true);
+    let mut client = Client::for_reference(&reference, &Env::process(false), true)?;
     let mut uploaded_blobs = 0;
     let blobs = std::iter::once(manifest.config()).chain(manifest.layers().iter());
     for blob in blobs {

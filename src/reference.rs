@@ -142,6 +142,23 @@ impl Reference {
         }
     }
 
+    /// The same repository on a mirror `host[:port][/path-prefix]`.
+    pub(crate) fn on_mirror(&self, mirror: &str) -> Result<Self> {
+        let mirror = mirror.trim_end_matches('/');
+        let host = mirror.split('/').next().unwrap_or(mirror);
+        let mut on = Reference::parse(&format!("{mirror}/{}", self.repository))?;
+        if on.registry != host {
+            return Err(Error::usage(
+                format!("mirror `{mirror}` does not start with a registry host"),
+                "write mirrors as `host[:port][/path-prefix]` with a host that has a `.` or a \
+                 port (or is `localhost`), in the registry configuration",
+            ));
+        }
+        on.tag = self.tag.clone();
+        on.digest = self.digest.clone();
+        Ok(on)
+    }
+
     /// Whether the registry is on this machine (`localhost`, `127.0.0.0/8`, `[::1]`):
     /// only those are reached over plain HTTP by default.
     pub fn is_loopback(&self) -> bool {
@@ -413,6 +430,22 @@ mod tests {
         let r = Reference::parse(&format!("localhost:1/x@{D}")).unwrap();
         assert_eq!(r.manifest_reference(), D);
         assert_eq!(r.to_string(), format!("localhost:1/x@{D}"));
+    }
+
+    #[test]
+    fn mirrors_keep_repository_tag_and_digest() {
+        let r = Reference::parse(&format!("ghcr.io/org/foo:1@{D}")).unwrap();
+        let m = r.on_mirror("mirror.example:5000/ghcr/").unwrap();
+        assert_eq!(
+            m.to_string(),
+            format!("mirror.example:5000/ghcr/org/foo:1@{D}")
+        );
+        let hub = Reference::parse("ubuntu:22.04")
+            .unwrap()
+            .on_mirror("127.0.0.1:1")
+            .unwrap();
+        assert_eq!(hub.to_string(), "127.0.0.1:1/library/ubuntu:22.04");
+        assert!(r.on_mirror("mirror").is_err());
     }
 
     #[test]

@@ -19,6 +19,14 @@ pub(crate) fn retryable_status(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
 }
 
+/// Whether a failure to talk to a registry may go away by itself (a refused
+/// or broken connection, a timeout) rather than being a setting to fix (a
+/// rejected certificate, an unknown host).
+pub(crate) fn retryable_failure(detail: &str) -> bool {
+    let detail = detail.to_ascii_lowercase();
+    !(detail.contains("certificate") || detail.contains("host not found"))
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
 pub(crate) fn retry_after(headers: &ureq::http::HeaderMap) -> Option<Duration> {
     let seconds: u64 = headers

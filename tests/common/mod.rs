@@ -36,7 +36,71 @@ pub struct Registry {
 impl Registry {
     /// An open registry (no authentication).
     pub fn start() -> Registry {
-        Registry::start_with("")
+        Registry::start_with("", "")
+    }
+
+    /// A registry serving HTTPS with a certificate for 127.0.0.1 issued by a
+    /// test CA; returns it and the CA certificate (PEM) to trust.
+    pub fn start_tls() -> (Registry, PathBuf) {
+        let dir = temp_dir("tls");
+        let path = |name: &str| dir.join(name).display().to_string();
+        let openssl = |args: &[&str]| run(Command::new("openssl").args(args));
+        openssl(
+            &[
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+            ]
+            .into_iter()
+            .chain([
+                "-subj",
+                "/CN=ocipkg test CA",
+                "-keyout",
+                &path("ca.key"),
+                "-out",
+                &path("ca.pem"),
+            ])
+            .collect::<Vec<_>>(),
+        );
+        openssl(
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+            ]
+            .into_iter()
+            .chain(["-keyout", &path("key.pem"), "-out", &path("leaf.csr")])
+            .collect::<Vec<_>>(),
+        );
+        fs::write(
+            dir.join("ext.cnf"),
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+        )
+        .unwrap();
+        openssl(
+            &["x509", "-req", "-days", "2", "-CAcreateserial"]
+                .into_iter()
+                .chain([
+                    "-in",
+                    &path("leaf.csr"),
+                    "-CA",
+                    &path("ca.pem"),
+                    "-CAkey",
+                    &path("ca.key"),
+                ])
+                .chain(["-extfile", &path("ext.cnf"), "-out", &path("cert.pem")])
+                .collect::<Vec<_>>(),
+        );
+        let registry = Registry::start_with(
+            &format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                path("cert.pem"),
+                path("key.pem")
+            ),
+            "",
+        );
+        (registry, dir.join("ca.pem"))
     }
 
     /// A registry requiring HTTP Basic auth for `user`/`password` (htpasswd, bcrypt).
@@ -45,26 +109,33 @@ impl Registry {
         let out = run(Command::new("htpasswd").args(["-Bbn", user, password]));
         let file = dir.join("htpasswd");
         fs::write(&file, stdout(&out).trim()).unwrap();
-        Registry::start_with(&format!(
-            "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
-            file.display()
-        ))
+        Registry::start_with(
+            "",
+            &format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                file.display()
+            ),
+        )
     }
 
     /// A registry requiring tokens from `server` (Distribution's token auth).
     pub fn start_token(server: &TokenServer) -> Registry {
-        Registry::start_with(&format!(
-            "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {}\n    \
+        Registry::start_with(
+            "",
+            &format!(
+                "auth:\n  token:\n    realm: http://127.0.0.1:{}/token\n    service: {}\n    \
              issuer: {}\n    rootcertbundle: {}\n",
-            server.port,
-            TOKEN_SERVICE,
-            TOKEN_ISSUER,
-            server.cert.display()
-        ))
+                server.port,
+                TOKEN_SERVICE,
+                TOKEN_ISSUER,
+                server.cert.display()
+            ),
+        )
     }
 
-    /// A registry with extra top-level configuration (YAML).
-    pub fn start_with(extra: &str) -> Registry {
+    /// A registry with extra configuration (YAML): `http_extra` inside the
+    /// `http:` section, `extra` at the top level.
+    pub fn start_with(http_extra: &str, extra: &str) -> Registry {
         assert!(
             Path::new(REGISTRY_BIN).exists(),
             "{REGISTRY_BIN} is missing: install it with \
@@ -80,7 +151,7 @@ impl Registry {
                 "version: 0.1\n\
                  log:\n  level: info\n  accesslog:\n    disabled: false\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: 127.0.0.1:0\n{extra}",
+                 http:\n  addr: 127.0.0.1:0\n{http_extra}{extra}",
                 storage.display()
             ),
         )

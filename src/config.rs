@@ -1,0 +1,135 @@
+//! The registry configuration file: per-registry transport settings and
+//! mirrors.
+//!
+//! `OCIPKG_CONFIG` names the file; by default it is `registries.json` in the
+//! per-user config directory (`~/.config/ocipkg/registries.json` on Linux).
+//! A missing file means defaults. Example:
+//!
+//! ```json
+//! {
+//!   "registries": {
+//!     "registry.internal:5000": { "plain_http": true },
+//!     "harbor.corp.example": { "ca_certs": ["/etc/ssl/corp-ca.pem"] },
+//!     "test.example": { "insecure_tls": true },
+//!     "ghcr.io": { "mirrors": ["mirror.corp.example/ghcr"] }
+//!   }
+//! }
+//! ```
+//!
+//! - `plain_http`: reach the registry over `http://` (default: only loopback
+//!   registries and those in `OCIPKG_INSECURE_REGISTRIES`).
+//! - `insecure_tls`: HTTPS without verifying the certificate.
+//! - `ca_certs`: PEM files whose certificates (and only those) verify the
+//!   registry's certificate.
+//! - `mirrors`: `host[:port][/path-prefix]` tried in order before the
+//!   registry itself when pulling; the repository path is appended to the
+//!   prefix. Every digest is verified whatever the source, so a mirror can
+//!   make a pull fail over to the next source but never change what is linked.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::env::{self, Env};
+use crate::error::{Error, Result};
+
+/// Settings of one registry.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RegistryConfig {
+    #[serde(default)]
+    pub plain_http: Option<bool>,
+    #[serde(default)]
+    pub insecure_tls: bool,
+    #[serde(default)]
+    pub ca_certs: Vec<PathBuf>,
+    #[serde(default)]
+    pub mirrors: Vec<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    #[serde(default)]
+    registries: HashMap<String, RegistryConfig>,
+}
+
+/// The loaded configuration.
+#[derive(Debug, Default)]
+pub(crate) struct Config {
+    registries: HashMap<String, RegistryConfig>,
+}
+
+impl Config {
+    /// Reads `OCIPKG_CONFIG`, or the default file if it exists.
+    pub(crate) fn load(env: &Env) -> Result<Self> {
+        let (path, explicit) = match env.get(env::CONFIG) {
+            Some(path) => (PathBuf::from(path), true),
+            None => match directories::ProjectDirs::from("", "", "ocipkg") {
+                Some(dirs) => (dirs.config_dir().join("registries.json"), false),
+                None => return Ok(Config::default()),
+            },
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&text, &path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
+            Err(e) => Err(Error::io(
+                format!("reading the registry configuration {}", path.display()),
+                e,
+            )),
+        }
+    }
+
+    fn parse(text: &str, path: &Path) -> Result<Self> {
+        let file: File = serde_json::from_str(text).map_err(|e| {
+            Error::usage(
+                format!(
+                    "the registry configuration {} is invalid: {e}",
+                    path.display()
+                ),
+                "see the `config` module docs (or README) for its format: \
+                 {\"registries\": {\"HOST\": {\"plain_http\", \"insecure_tls\", \"ca_certs\", \
+                 \"mirrors\"}}}",
+            )
+        })?;
+        Ok(Config {
+            registries: file.registries,
+        })
+    }
+
+    /// The settings of `registry` (defaults if it is not listed).
+    pub(crate) fn registry(&self, registry: &str) -> RegistryConfig {
+        self.registries.get(registry).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_entries_and_rejects_typos() {
+        let config = Config::parse(
+            r#"{"registries": {"r:5000": {"plain_http": true, "mirrors": ["m/x"]}}}"#,
+            Path::new("c.json"),
+        )
+        .unwrap();
+        let r = config.registry("r:5000");
+        assert_eq!(r.plain_http, Some(true));
+        assert_eq!(r.mirrors, ["m/x"]);
+        assert_eq!(config.registry("other"), RegistryConfig::default());
+        let err = Config::parse(
+            r#"{"registries": {"r": {"plain-http": true}}}"#,
+            Path::new("c.json"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("plain-http") && err.contains("c.json"),
+            "{err}"
+        );
+    }
+}
