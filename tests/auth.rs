@@ -198,6 +198,24 @@ fn htpasswd_registry_with_credentials_from_every_source() {
     let text = outputs.keep(&out);
     assert_eq!(out.status.code(), Some(1), "{text}");
 
+    // A real build: build.rs links the package with credentials from the
+    // environment; nothing secret shows in its (very verbose) output.
+    let consumer = consumer_crate("consumer-auth");
+    let out = run(cargo(&consumer, &home.join("cache-build"))
+        .args(["run", "-vv"])
+        .env("CONSUMER_REF", &reference)
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .env(env_var(&registry), format!("{USER}:{PASSWORD}")));
+    let text = outputs.keep(&out);
+    assert!(text.contains("answer=41"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "cargo:rerun-if-env-changed={}",
+            env_var(&registry)
+        )),
+        "{text}"
+    );
+
     let encoded = base64(format!("{USER}:{PASSWORD}").as_bytes(), false);
     outputs.assert_no_secret(&[PASSWORD, &encoded]);
 }

@@ -9,53 +9,6 @@ use std::process::Command;
 
 use common::*;
 
-/// A consumer crate whose build.rs links the package named by CONSUMER_REF.
-fn consumer_crate(name: &str) -> std::path::PathBuf {
-    let dir = temp_dir(name);
-    fs::create_dir_all(dir.join("src")).unwrap();
-    fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n\
-             [build-dependencies]\nocipkg = {{ path = {:?} }}\n\n[workspace]\n",
-            env!("CARGO_MANIFEST_DIR")
-        ),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("build.rs"),
-        r#"fn main() {
-    println!("cargo:rerun-if-env-changed=CONSUMER_REF");
-    let reference = std::env::var("CONSUMER_REF").unwrap();
-    match ocipkg::link_package(&reference) {
-        Ok(package) => {
-            // The headers are there for cc/bindgen.
-            assert!(package.include_dir().join("answer.h").is_file());
-        }
-        Err(e) => {
-            eprintln!("{e}");
-            std::process::exit(1);
-        }
-    }
-}
-"#,
-    )
-    .unwrap();
-    fs::write(
-        dir.join("src/main.rs"),
-        r#"extern "C" {
-    fn ocipkg_c_answer(x: i32) -> i32;
-}
-fn main() {
-    println!("answer={}", unsafe { ocipkg_c_answer(20) });
-}
-"#,
-    )
-    .unwrap();
-    copy_lockfile(&dir);
-    dir
-}
-
 #[test]
 fn c_static_library_is_packed_pushed_linked_and_run() {
     let registry = Registry::start();
