@@ -7,6 +7,8 @@
 //!   after every digest matched.
 //! - `refs/<registry>/<repository>/<tag>` the manifest digest the tag had
 //!   when last fetched, for offline builds.
+//! - `indexes/sha256/<hex>.json` multi-platform indexes, to choose a
+//!   target's manifest without network.
 //! - `tmp/<manifest hex>.<pid>-…/` staging directories of fetches in progress (removed on failure;
 //!   leftovers of killed processes are removed by later fetches).
 //! - `locks/<manifest hex>.lock` files locked while one process fetches that
@@ -90,6 +92,30 @@ impl Cache {
         let digest = fs::read_to_string(self.ref_file(reference)).ok()?;
         hex_part(digest.trim()).ok()?;
         Some(digest.trim().to_string())
+    }
+
+    /// Keeps a multi-platform index (for offline and pinned lookups).
+    pub(crate) fn store_index(&self, digest: &str, bytes: &[u8]) -> Result<()> {
+        let dir = self.root.join("indexes").join("sha256");
+        create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.json", hex_part(digest)?));
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, bytes)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// A kept index, checked against its digest.
+    pub(crate) fn index(&self, digest: &str) -> Result<Option<Vec<u8>>> {
+        let path = self
+            .root
+            .join("indexes")
+            .join("sha256")
+            .join(format!("{}.json", hex_part(digest)?));
+        match fs::read(&path) {
+            Ok(bytes) if crate::digest::sha256(&bytes) == digest => Ok(Some(bytes)),
+            _ => Ok(None),
+        }
     }
 
     /// Takes the lock of one package (blocking while another process holds it).

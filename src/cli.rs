@@ -173,9 +173,9 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             print_pushed(&pushed);
         }
         OcipkgCommand::Pull { reference } => {
-            let (root, digest) = crate::Linker::new().fetch(&reference)?;
-            println!("{}", root.display());
-            eprintln!("pulled {reference} ({digest})");
+            let fetched = crate::Linker::new().fetch(&reference)?;
+            println!("{}", fetched.root.display());
+            eprintln!("pulled {reference} ({})", fetched.manifest_digest);
         }
         OcipkgCommand::Lock { references, dir } => {
             let references: Vec<&str> = references.iter().map(String::as_str).collect();

@@ -34,8 +34,12 @@ pub enum Directive {
     RerunIfChanged(PathBuf),
     /// `cargo:rustc-link-search=native=DIR`
     LinkSearch(PathBuf),
-    /// `cargo:rustc-link-lib=KIND=NAME`
-    LinkLib(LinkKind, String),
+    /// `cargo:rustc-link-lib=[KIND=]NAME` (no kind: cargo's default, dylib)
+    LinkLib(Option<LinkKind>, String),
+    /// `cargo:rustc-link-lib=framework=NAME`
+    LinkFramework(String),
+    /// `cargo:rustc-link-arg=ARG` (applies to the build script's own package's binaries)
+    LinkArg(String),
     /// `cargo:KEY=VALUE`, metadata for crates depending on the `links` crate.
     Metadata(String, String),
     /// `cargo:warning=MESSAGE`
@@ -52,7 +56,12 @@ impl fmt::Display for Directive {
             Directive::LinkSearch(dir) => {
                 write!(f, "cargo:rustc-link-search=native={}", dir.display())
             }
-            Directive::LinkLib(kind, name) => write!(f, "cargo:rustc-link-lib={kind}={name}"),
+            Directive::LinkLib(Some(kind), name) => {
+                write!(f, "cargo:rustc-link-lib={kind}={name}")
+            }
+            Directive::LinkLib(None, name) => write!(f, "cargo:rustc-link-lib={name}"),
+            Directive::LinkFramework(name) => write!(f, "cargo:rustc-link-lib=framework={name}"),
+            Directive::LinkArg(arg) => write!(f, "cargo:rustc-link-arg={arg}"),
             Directive::Metadata(key, value) => write!(f, "cargo:{key}={value}"),
             Directive::Warning(message) => write!(f, "cargo:warning={message}"),
         }
@@ -82,7 +91,7 @@ mod tests {
             "cargo:rustc-link-search=native=/c/lib"
         );
         assert_eq!(
-            Directive::LinkLib(LinkKind::Static, "foo".into()).to_string(),
+            Directive::LinkLib(Some(LinkKind::Static), "foo".into()).to_string(),
             "cargo:rustc-link-lib=static=foo"
         );
         assert_eq!(

@@ -47,6 +47,15 @@ pub(crate) fn is_true(env: &Env, name: &str) -> bool {
 /// `OCIPKG_<NAME>_DIR` for a reference: NAME is the repository's last path
 /// segment, upper-cased, with `-` and `.` turned into `_`.
 pub(crate) fn package_dir_var(reference: &crate::reference::Reference) -> String {
+    format!("OCIPKG_{}_DIR", package_name(reference))
+}
+
+/// `OCIPKG_<NAME>_LINK` (static or dylib), NAME as for [`package_dir_var`].
+pub(crate) fn package_link_var(reference: &crate::reference::Reference) -> String {
+    format!("OCIPKG_{}_LINK", package_name(reference))
+}
+
+fn package_name(reference: &crate::reference::Reference) -> String {
     let last = reference
         .repository()
         .rsplit('/')
@@ -59,7 +68,7 @@ pub(crate) fn package_dir_var(reference: &crate::reference::Reference) -> String
             c => c.to_ascii_uppercase(),
         })
         .collect();
-    format!("OCIPKG_{name}_DIR")
+    name
 }
 
 /// Reads environment variables, optionally recording them for cargo.

@@ -3,13 +3,14 @@
 use std::fs;
 use std::path::PathBuf;
 
-use oci_spec::image::ImageManifest;
+use oci_spec::image::{ImageIndex, ImageManifest};
 
 use crate::cache::Cache;
 use crate::client::Client;
 use crate::digest::{self, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::format;
+use crate::platform::{self, Target};
 use crate::reference::Reference;
 use crate::stream;
 use crate::unpack::unpack_layer;
@@ -18,42 +19,63 @@ use crate::unpack::unpack_layer;
 pub(crate) struct Cached {
     /// `pkgs/sha256/<hex>` (holds `root/`, `manifest.json`, `config.json`).
     pub dir: PathBuf,
-    /// Digest of the manifest.
+    /// Digest of the target's manifest.
     pub digest: String,
+    /// Digest the reference resolved to: the manifest's, or the index's for
+    /// a multi-platform package (what a lockfile records).
+    pub resolved: String,
+}
+
+/// The cached package for `digest` (a manifest, or an index whose entry
+/// for `target` is cached), without network.
+fn cached(digest: &str, target: &Target, cache: &Cache) -> Result<Option<Cached>> {
+    if let Some(dir) = cache.lookup(digest)? {
+        return Ok(Some(Cached {
+            dir,
+            digest: digest.to_string(),
+            resolved: digest.to_string(),
+        }));
+    }
+    let Some(bytes) = cache.index(digest)? else {
+        return Ok(None);
+    };
+    let index = parse_index(&bytes, digest)?;
+    let entry = platform::select(index.manifests(), target, &format!("package {digest}"))?;
+    let entry_digest = entry.digest().to_string();
+    Ok(cache.lookup(&entry_digest)?.map(|dir| Cached {
+        dir,
+        digest: entry_digest,
+        resolved: digest.to_string(),
+    }))
 }
 
 /// Returns the cached package for `reference` without any network access.
-pub(crate) fn from_cache(reference: &Reference, cache: &Cache) -> Result<Cached> {
-    let found = cache
-        .resolve_offline(reference)
-        .map(|digest| {
-            cache
-                .lookup(&digest)
-                .map(|dir| dir.map(|dir| (dir, digest)))
-        })
-        .transpose()?
-        .flatten();
-    match found {
-        Some((dir, digest)) => Ok(Cached { dir, digest }),
-        None => Err(Error::Offline {
-            reference: reference.to_string(),
-        }),
-    }
+pub(crate) fn from_cache(reference: &Reference, target: &Target, cache: &Cache) -> Result<Cached> {
+    let found = match cache.resolve_offline(reference) {
+        Some(digest) => cached(&digest, target, cache)?,
+        None => None,
+    };
+    found.ok_or_else(|| Error::Offline {
+        reference: reference.to_string(),
+    })
 }
 
-/// Returns the cached package for `reference`, downloading it if needed.
-pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) -> Result<Cached> {
+/// Returns the cached package for `reference` and `target`, downloading it
+/// if needed.
+pub(crate) fn pull(
+    reference: &Reference,
+    target: &Target,
+    client: &mut Client,
+    cache: &Cache,
+) -> Result<Cached> {
     // A digest-pinned reference that is cached needs no network at all.
     if let Some(pinned) = reference.digest() {
-        if let Some(dir) = cache.lookup(pinned)? {
-            return Ok(Cached {
-                dir,
-                digest: pinned.to_string(),
-            });
+        if let Some(found) = cached(pinned, target, cache)? {
+            return Ok(found);
         }
     }
     let fetched = client.get_manifest(reference.manifest_reference())?;
-    let digest = digest::sha256(&fetched.bytes);
+    let resolved = digest::sha256(&fetched.bytes);
     let what = format!("the manifest of {reference}");
     if let Some(pinned) = reference.digest() {
         digest::verify_bytes(&what, &fetched.bytes, pinned, None)?;
@@ -62,15 +84,72 @@ pub(crate) fn pull(reference: &Reference, client: &mut Client, cache: &Cache) ->
             digest::verify_bytes(&what, &fetched.bytes, header, None)?;
         }
     }
-    let manifest = parse_manifest(reference, &fetched.bytes, fetched.media_type.as_deref())?;
+    let (manifest_bytes, digest) = if is_index(&fetched.bytes, fetched.media_type.as_deref()) {
+        let index = parse_index(&fetched.bytes, &what)?;
+        cache.store_index(&resolved, &fetched.bytes)?;
+        let entry = platform::select(index.manifests(), target, &format!("package {reference}"))?;
+        let entry_digest = entry.digest().to_string();
+        if let Some(dir) = cache.lookup(&entry_digest)? {
+            if reference.digest().is_none() {
+                cache.record_ref(reference, &resolved)?;
+            }
+            return Ok(Cached {
+                dir,
+                digest: entry_digest,
+                resolved,
+            });
+        }
+        let platform_manifest = client.get_manifest(&entry_digest)?;
+        digest::verify_bytes(
+            &format!("the {} manifest of {reference}", platform::describe(entry)),
+            &platform_manifest.bytes,
+            &entry_digest,
+            Some(entry.size()),
+        )?;
+        (platform_manifest.bytes, entry_digest)
+    } else {
+        (fetched.bytes, resolved.clone())
+    };
+    let manifest = parse_manifest(reference, &manifest_bytes)?;
     let dir = match cache.lookup(&digest)? {
         Some(dir) => dir,
-        None => fetch_blobs(reference, &manifest, &fetched.bytes, &digest, client, cache)?,
+        None => fetch_blobs(
+            reference,
+            &manifest,
+            &manifest_bytes,
+            &digest,
+            client,
+            cache,
+        )?,
     };
     if reference.digest().is_none() {
-        cache.record_ref(reference, &digest)?;
+        cache.record_ref(reference, &resolved)?;
     }
-    Ok(Cached { dir, digest })
+    Ok(Cached {
+        dir,
+        digest,
+        resolved,
+    })
+}
+
+fn is_index(bytes: &[u8], media_type: Option<&str>) -> bool {
+    let declared = serde_json::from_slice::<serde_json::Value>(bytes)
+        .ok()
+        .and_then(|json| {
+            if json.get("manifests").is_some() {
+                return Some(format::INDEX_MEDIA_TYPE.to_string());
+            }
+            json.get("mediaType")?.as_str().map(str::to_string)
+        })
+        .or(media_type.map(str::to_string))
+        .unwrap_or_default();
+    declared == format::INDEX_MEDIA_TYPE
+        || declared == "application/vnd.docker.distribution.manifest.list.v2+json"
+}
+
+fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
+    ImageIndex::from_reader(bytes)
+        .map_err(|e| Error::invalid(what, format!("it is not an OCI image index: {e}")))
 }
 
 /// Downloads config and layers of a manifest into the cache, verified.
@@ -129,31 +208,13 @@ fn fetch_blobs(
     cache.commit(staging, digest)
 }
 
-fn parse_manifest(
-    reference: &Reference,
-    bytes: &[u8],
-    media_type: Option<&str>,
-) -> Result<ImageManifest> {
-    let what = format!("the manifest of {reference}");
-    let json: serde_json::Value = serde_json::from_slice(bytes)
-        .map_err(|e| Error::invalid(&what, format!("it is not JSON: {e}")))?;
-    let declared = json
-        .get("mediaType")
-        .and_then(|m| m.as_str())
-        .or(media_type)
-        .unwrap_or(format::MANIFEST_MEDIA_TYPE);
-    if declared == format::INDEX_MEDIA_TYPE
-        || declared == "application/vnd.docker.distribution.manifest.list.v2+json"
-        || json.get("manifests").is_some()
-    {
-        return Err(Error::invalid(
-            what,
-            "it is a multi-platform index; this version of ocipkg links single-platform \
-             packages only. Pin the platform's manifest by digest (`REF@sha256:...`)",
-        ));
-    }
-    ImageManifest::from_reader(bytes)
-        .map_err(|e| Error::invalid(what, format!("it is not an OCI image manifest: {e}")))
+fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
+    ImageManifest::from_reader(bytes).map_err(|e| {
+        Error::invalid(
+            format!("the manifest of {reference}"),
+            format!("it is not an OCI image manifest: {e}"),
+        )
+    })
 }
 
 /// Downloads and verifies a small blob (a config) into memory.

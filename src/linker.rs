@@ -1,0 +1,468 @@
+//! The consumer's entry point: options, then reference → resolve → verified
+//! stream → cache → directives.
+
+use std::path::{Path, PathBuf};
+
+use crate::cache::Cache;
+use crate::client::Client;
+use crate::config::Config;
+use crate::credentials::Lookup;
+use crate::directive::{self, Directive, LinkKind};
+use crate::env::{self, Env};
+use crate::error::{Error, Result};
+use crate::format::{self, LinkMetadata};
+use crate::link::{self, Library};
+use crate::lockfile::Lockfile;
+use crate::platform::Target;
+use crate::pull::{self, Cached};
+use crate::reference::Reference;
+
+/// Options for fetching and linking a package.
+#[derive(Clone, Debug, Default)]
+pub struct Linker {
+    cache_dir: Option<PathBuf>,
+    lockfile_dir: Option<PathBuf>,
+    offline: Option<bool>,
+    target: Option<String>,
+    install_dylibs: bool,
+    quiet: bool,
+}
+
+/// A package fetched into the cache (see [`Linker::fetch`]).
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    /// The unpacked package tree.
+    pub root: PathBuf,
+    /// Digest of the manifest for the target.
+    pub manifest_digest: String,
+    /// Digest the reference resolved to: the manifest's, or the
+    /// multi-platform index's.
+    pub resolved_digest: String,
+}
+
+impl Linker {
+    /// Default options: the cache from `OCIPKG_CACHE_DIR` or the per-user
+    /// cache dir, online unless `OCIPKG_OFFLINE`/`CARGO_NET_OFFLINE` say
+    /// otherwise, the target cargo builds for, directives printed to stdout.
+    pub fn new() -> Self {
+        Linker::default()
+    }
+
+    /// Uses `dir` as the cache root instead of `OCIPKG_CACHE_DIR` / the
+    /// per-user cache.
+    pub fn cache_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Looks for `ocipkg.lock` in `dir` instead of `CARGO_MANIFEST_DIR`.
+    pub fn lockfile_dir(&mut self, dir: impl Into<PathBuf>) -> &mut Self {
+        self.lockfile_dir = Some(dir.into());
+        self
+    }
+
+    /// Uses the cache only (`true`), or may use the network (`false`),
+    /// whatever `OCIPKG_OFFLINE` and `CARGO_NET_OFFLINE` say.
+    pub fn offline(&mut self, offline: bool) -> &mut Self {
+        self.offline = Some(offline);
+        self
+    }
+
+    /// Links for this Rust target triple instead of cargo's `TARGET` (or,
+    /// outside build scripts, the machine ocipkg was built for).
+    pub fn target(&mut self, triple: impl Into<String>) -> &mut Self {
+        self.target = Some(triple.into());
+        self
+    }
+
+    /// Also makes binaries linked to the package's dynamic libraries run
+    /// from anywhere: copies the libraries next to the binaries in
+    /// `target/<profile>/`, and gives this package's binaries an rpath of
+    /// their own directory (`$ORIGIN`, `@loader_path`). Copy a binary
+    /// together with those libraries and it still runs.
+    pub fn install_dylibs(&mut self, install: bool) -> &mut Self {
+        self.install_dylibs = install;
+        self
+    }
+
+    /// Collects the cargo directives in [`Package::directives`] without
+    /// printing them.
+    pub fn quiet(&mut self, quiet: bool) -> &mut Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// Fetches (or finds in the cache) the package and links its libraries
+    /// for the target being built.
+    ///
+    /// Under docs.rs (`DOCS_RS` set) nothing is fetched or linked: the
+    /// returned package has no libraries and an empty root.
+    pub fn link(&self, reference: &str) -> Result<Package> {
+        let env = Env::process(true);
+        let mut result = self.link_with(reference, &env);
+        let mut directives = env.rerun_directives();
+        if let Ok(package) = &mut result {
+            directives.append(&mut package.directives);
+            package.directives = directives.clone();
+        }
+        if !self.quiet {
+            directive::print(&directives);
+        }
+        result
+    }
+
+    /// Fetches the package into the cache, without looking for libraries or
+    /// printing anything (`ocipkg pull`). Ignores `ocipkg.lock`.
+    pub fn fetch(&self, reference: &str) -> Result<Fetched> {
+        let env = Env::process(false);
+        let target = self.target_of(&env);
+        let cached = self.fetch_with(&Reference::parse(reference)?, &target, &env)?;
+        Ok(Fetched {
+            root: cached.dir.join("root"),
+            manifest_digest: cached.digest,
+            resolved_digest: cached.resolved,
+        })
+    }
+
+    fn target_of(&self, env: &Env) -> Target {
+        match &self.target {
+            Some(triple) => Target::parse(triple),
+            None => Target::from_env(env),
+        }
+    }
+
+    pub(crate) fn link_with(&self, reference: &str, env: &Env) -> Result<Package> {
+        let parsed = Reference::parse(reference)?;
+        if env.get(env::DOCS_RS).is_some() {
+            return Ok(Package {
+                reference: parsed.to_string(),
+                root: PathBuf::new(),
+                manifest_digest: None,
+                include_dirs: Vec::new(),
+                libraries: Vec::new(),
+                directives: Vec::new(),
+            });
+        }
+        let target = self.target_of(env);
+        let mut directives = Vec::new();
+        let override_var = env::package_dir_var(&parsed);
+        let (root, manifest_digest, metadata) = match env.get(&override_var) {
+            Some(dir) => {
+                let dir = PathBuf::from(dir);
+                if !dir.is_dir() {
+                    return Err(Error::usage(
+                        format!("{override_var}={} is not a directory", dir.display()),
+                        format!(
+                            "point {override_var} at an unpacked package (holding lib/), or \
+                             unset it to fetch {parsed}"
+                        ),
+                    ));
+                }
+                (dir, None, LinkMetadata::default())
+            }
+            None => {
+                let (cached, lockfile) = self.fetch_locked(&parsed, &target, env)?;
+                directives.extend(lockfile.map(Directive::RerunIfChanged));
+                let metadata = read_metadata(&cached.dir)?;
+                (cached.dir.join("root"), Some(cached.digest), metadata)
+            }
+        };
+        let prefer = preferred_kind(&parsed, env)?;
+        let mut libraries = link::choose(&root, &target, &metadata, prefer)?;
+        if libraries.is_empty() && metadata.system_libraries.is_empty() {
+            return Err(Error::NoLibraries {
+                reference: parsed.to_string(),
+                root,
+                looked_for: link::patterns(&target).to_string(),
+                target: target.triple,
+            });
+        }
+        if let Some(out_dir) = env.get("OUT_DIR") {
+            let out_dir = PathBuf::from(out_dir);
+            // cargo run/test put link search paths inside OUT_DIR on the loader path.
+            let name = parsed.repository().rsplit('/').next().unwrap_or("package");
+            link::stage_dylibs(&mut libraries, &out_dir.join("ocipkg").join(name))?;
+            if self.install_dylibs {
+                directives.extend(install_dylibs(&libraries, &out_dir, &target)?);
+            }
+        }
+        directives.extend(link::link_directives(&libraries, &metadata, &target));
+        let include_dirs = include_dirs(&root, &metadata);
+        directives.push(Directive::Metadata(
+            "root".into(),
+            root.display().to_string(),
+        ));
+        if let Some(first) = include_dirs.first() {
+            directives.push(Directive::Metadata(
+                "include".into(),
+                first.display().to_string(),
+            ));
+        }
+        Ok(Package {
+            reference: parsed.to_string(),
+            root,
+            manifest_digest,
+            include_dirs,
+            libraries,
+            directives,
+        })
+    }
+
+    /// Fetches `reference`, honouring `ocipkg.lock` next to the crate being
+    /// built; returns the lockfile's path if one was used or written.
+    fn fetch_locked(
+        &self,
+        reference: &Reference,
+        target: &Target,
+        env: &Env,
+    ) -> Result<(Cached, Option<PathBuf>)> {
+        let dir = match &self.lockfile_dir {
+            Some(dir) => dir.clone(),
+            None => match env.get(env::CARGO_MANIFEST_DIR) {
+                Some(dir) => PathBuf::from(dir),
+                None => return Ok((self.fetch_with(reference, target, env)?, None)),
+            },
+        };
+        let mut lockfile = Lockfile::load(&dir)?;
+        if env::is_true(env, env::UPDATE_LOCK) {
+            let cached = self.fetch_with(reference, target, env)?;
+            lockfile.set(reference, &cached.resolved);
+            lockfile.save()?;
+            return Ok((cached, Some(lockfile.path().to_path_buf())));
+        }
+        let used = lockfile.exists().then(|| lockfile.path().to_path_buf());
+        let locked = match (reference.digest(), lockfile.get(reference)) {
+            (None, Some(digest)) => reference.with_digest(digest),
+            _ => return Ok((self.fetch_with(reference, target, env)?, used)),
+        };
+        match self.fetch_with(&locked, target, env) {
+            Ok(cached) => Ok((cached, used)),
+            Err(Error::Registry { status: 404, .. }) => Err(Error::usage(
+                format!(
+                    "{} locks {reference} to {}, but the registry does not serve that digest",
+                    lockfile.path().display(),
+                    locked.digest().unwrap_or_default()
+                ),
+                format!(
+                    "the package was deleted or the tag re-published. To move to what the tag \
+                     points at now, run `ocipkg lock {reference}` in {} (or build once with \
+                     OCIPKG_UPDATE_LOCK=1)",
+                    dir.display()
+                ),
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fetch_with(&self, reference: &Reference, target: &Target, env: &Env) -> Result<Cached> {
+        let cache = match &self.cache_dir {
+            Some(dir) => Cache::new(dir.clone()),
+            None => Cache::from_env(env)?,
+        };
+        let offline = match self.offline {
+            Some(offline) => offline,
+            None => env::is_offline(env),
+        };
+        if offline {
+            return pull::from_cache(reference, target, &cache);
+        }
+        let config = Config::load(env)?;
+        let settings = config.registry(reference.registry());
+        // Mirrors first; any failure there (even a wrong digest) falls
+        // through to the next source, and finally to the registry itself.
+        for mirror in &settings.mirrors {
+            let on_mirror = reference.on_mirror(mirror)?;
+            let credentials = Lookup::new(on_mirror.registry(), env);
+            let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
+            if let Ok(cached) = pull::pull(reference, target, &mut client, &cache) {
+                return Ok(cached);
+            }
+        }
+        let credentials = Lookup::new(reference.registry(), env);
+        let mut client = Client::configured(reference, &config, env, false, credentials)?;
+        pull::pull(reference, target, &mut client, &cache)
+    }
+}
+
+/// `OCIPKG_<NAME>_LINK=static|dylib`, if set.
+fn preferred_kind(reference: &Reference, env: &Env) -> Result<Option<LinkKind>> {
+    let var = env::package_link_var(reference);
+    match env.get(&var).as_deref() {
+        None => Ok(None),
+        Some("static") => Ok(Some(LinkKind::Static)),
+        Some("dylib") => Ok(Some(LinkKind::Dylib)),
+        Some(other) => Err(Error::usage(
+            format!("{var}=`{other}` is neither `static` nor `dylib`"),
+            format!("set {var} to static or dylib, or unset it (static is preferred)"),
+        )),
+    }
+}
+
+/// The link metadata of a cached package (empty for an OCI empty config).
+fn read_metadata(dir: &Path) -> Result<LinkMetadata> {
+    let read = |name: &str| {
+        std::fs::read(dir.join(name))
+            .map_err(|e| Error::io(format!("reading {}", dir.join(name).display()), e))
+    };
+    let manifest: serde_json::Value = serde_json::from_slice(&read("manifest.json")?)
+        .map_err(|e| Error::invalid("a cached manifest", e.to_string()))?;
+    if manifest
+        .pointer("/config/mediaType")
+        .and_then(|m| m.as_str())
+        != Some(format::CONFIG_MEDIA_TYPE)
+    {
+        return Ok(LinkMetadata::default());
+    }
+    serde_json::from_slice(&read("config.json")?)
+        .map_err(|e| Error::invalid("the package's link metadata (config)", e.to_string()))
+}
+
+/// The package's header directories that exist: those the metadata names,
+/// else `include/`.
+fn include_dirs(root: &Path, metadata: &LinkMetadata) -> Vec<PathBuf> {
+    let named: Vec<PathBuf> = if metadata.include_dirs.is_empty() {
+        vec![root.join("include")]
+    } else {
+        metadata.include_dirs.iter().map(|d| root.join(d)).collect()
+    };
+    named.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// Copies the run-time files of dynamic libraries next to the binaries of
+/// the profile (`OUT_DIR/../../..`) and gives this package's binaries an
+/// rpath of their own directory.
+fn install_dylibs(
+    libraries: &[Library],
+    out_dir: &Path,
+    target: &Target,
+) -> Result<Vec<Directive>> {
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else {
+        return Ok(Vec::new());
+    };
+    let mut installed = false;
+    for lib in libraries.iter().filter(|l| l.kind() == LinkKind::Dylib) {
+        for file in lib.runtime_files() {
+            if let Some(name) = file.file_name() {
+                link::place(file, &profile_dir.join(name))?;
+                installed = true;
+            }
+        }
+    }
+    let rpath = match target.os.as_str() {
+        _ if !installed => None,
+        "macos" | "ios" => Some("-Wl,-rpath,@loader_path"),
+        "windows" => None, // DLLs next to the .exe are found by default
+        _ => Some("-Wl,-rpath,$ORIGIN"),
+    };
+    Ok(rpath
+        .map(|r| Directive::LinkArg(r.into()))
+        .into_iter()
+        .collect())
+}
+
+/// A package fetched into the cache and linked.
+#[derive(Clone, Debug)]
+pub struct Package {
+    reference: String,
+    root: PathBuf,
+    manifest_digest: Option<String>,
+    include_dirs: Vec<PathBuf>,
+    libraries: Vec<Library>,
+    directives: Vec<Directive>,
+}
+
+impl Package {
+    /// The reference the package was fetched by, normalised.
+    pub fn reference(&self) -> &str {
+        &self.reference
+    }
+    /// The unpacked package tree.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// `<root>/include`, for `cc::Build::include` or bindgen's `-I`.
+    pub fn include_dir(&self) -> PathBuf {
+        self.include_dirs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| self.root.join("include"))
+    }
+    /// Every header directory of the package that exists (the link
+    /// metadata's `include_dirs`, else `include/`).
+    pub fn include_dirs(&self) -> &[PathBuf] {
+        &self.include_dirs
+    }
+    /// The sha256 digest of the package's manifest for the target; `None`
+    /// when the package came from an `OCIPKG_<NAME>_DIR` directory or
+    /// nothing was fetched (docs.rs).
+    pub fn manifest_digest(&self) -> Option<&str> {
+        self.manifest_digest.as_deref()
+    }
+    /// The libraries that were linked, in link order.
+    pub fn libraries(&self) -> &[Library] {
+        &self.libraries
+    }
+    /// Every cargo directive emitted, in order.
+    pub fn directives(&self) -> &[Directive] {
+        &self.directives
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docs_rs_fetches_and_links_nothing() {
+        let env = Env::fake(&[("DOCS_RS", "1")]);
+        let package = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap();
+        assert!(package.libraries().is_empty());
+        assert!(package.directives().is_empty());
+        assert_eq!(package.manifest_digest(), None);
+    }
+
+    #[test]
+    fn package_dir_variable_skips_the_fetch() {
+        let dir = std::env::temp_dir().join(format!("ocipkg-dir-test-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("lib")).unwrap();
+        std::fs::write(dir.join("lib/libfoo.a"), b"!<arch>\n").unwrap();
+        let env = Env::fake(&[
+            ("OCIPKG_LIBFOO_DIR", dir.to_str().unwrap()),
+            ("TARGET", "x86_64-unknown-linux-gnu"),
+        ]);
+        let package = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap();
+        assert_eq!(package.root(), dir);
+        assert_eq!(package.libraries()[0].name(), "foo");
+        let reruns: Vec<String> = env
+            .rerun_directives()
+            .iter()
+            .map(|d| d.to_string())
+            .collect();
+        assert!(reruns.contains(&"cargo:rerun-if-env-changed=OCIPKG_LIBFOO_DIR".to_string()));
+
+        let env = Env::fake(&[("OCIPKG_LIBFOO_DIR", "/does/not/exist")]);
+        let err = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("OCIPKG_LIBFOO_DIR") && err.contains("help:"),
+            "{err}"
+        );
+
+        let env = Env::fake(&[
+            ("OCIPKG_LIBFOO_DIR", dir.to_str().unwrap()),
+            ("OCIPKG_LIBFOO_LINK", "shared"),
+        ]);
+        let err = Linker::new()
+            .link_with("registry.invalid/org/libfoo:1", &env)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("OCIPKG_LIBFOO_LINK"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
