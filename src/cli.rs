@@ -32,6 +32,8 @@ enum OcipkgCommand {
         /// Output: a directory, or a tar archive if it ends in `.tar`.
         #[arg(long, short)]
         output: PathBuf,
+        #[command(flatten)]
+        link: LinkArgs,
     },
     /// Push a layout written by `ocipkg pack` to its registry.
     ///
@@ -50,6 +52,10 @@ enum OcipkgCommand {
     Pull {
         /// Package reference.
         reference: String,
+        /// Rust target triple whose build to fetch from a multi-platform
+        /// package (default: this machine's).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Lock package references to their current manifest digests in
     /// ocipkg.lock (fetching and verifying each), for reproducible builds.
@@ -108,11 +114,73 @@ enum CargoCommand {
     ///
     /// The package is named from `[package.metadata.ocipkg] registry =
     /// "host/path"` in Cargo.toml, tagged with the short git commit hash
-    /// unless --tag is given. The layout is written to
-    /// `<target-dir>/ocipkg/<package>`.
+    /// unless --tag is given, and records the target it was built for
+    /// (--target, default the host), so that publishing several targets
+    /// under one tag makes a multi-platform package. `system-libraries` and
+    /// `frameworks` in the same table become its link metadata. The layout
+    /// is written to `<target-dir>/ocipkg/<package>`.
     Build(BuildArgs),
     /// Like `build`, then push the package to its registry.
     Publish(BuildArgs),
+}
+
+/// What `pack` records for consumers.
+#[derive(Args)]
+struct LinkArgs {
+    /// Rust target triple the libraries are built for; `push` then adds the
+    /// package to the tag's multi-platform index.
+    #[arg(long)]
+    target: Option<String>,
+    /// A library to link, in link order: NAME or NAME:static / NAME:dylib
+    /// (default: every library found, static preferred).
+    #[arg(long = "link-lib", value_name = "NAME[:KIND]")]
+    link_libs: Vec<String>,
+    /// A system library to link after the package's (e.g. stdc++, m).
+    #[arg(long = "system-lib", value_name = "NAME")]
+    system_libs: Vec<String>,
+    /// An Apple framework to link on Apple targets.
+    #[arg(long = "framework", value_name = "NAME")]
+    frameworks: Vec<String>,
+    /// A header directory relative to the package root (default: include).
+    #[arg(long = "include-dir", value_name = "DIR")]
+    include_dirs: Vec<String>,
+    /// A pkg-config file relative to the package root.
+    #[arg(long = "pkg-config", value_name = "FILE")]
+    pkg_config: Option<String>,
+}
+
+impl LinkArgs {
+    fn packer(&self) -> Result<crate::Packer> {
+        let mut libraries = Vec::new();
+        for spec in &self.link_libs {
+            let (name, kind) = match spec.split_once(':') {
+                Some((name, kind @ ("static" | "dylib"))) => (name, Some(kind.to_string())),
+                Some((_, other)) => {
+                    return Err(Error::usage(
+                        format!("--link-lib {spec}: kind `{other}` is neither static nor dylib"),
+                        "write --link-lib NAME, NAME:static or NAME:dylib",
+                    ))
+                }
+                None => (spec.as_str(), None),
+            };
+            libraries.push(crate::format::LibrarySpec {
+                name: name.to_string(),
+                kind,
+            });
+        }
+        let mut packer = crate::Packer::new();
+        packer.metadata(crate::format::LinkMetadata {
+            libraries,
+            system_libraries: self.system_libs.clone(),
+            frameworks: self.frameworks.clone(),
+            include_dirs: self.include_dirs.clone(),
+            pkg_config: self.pkg_config.clone(),
+        });
+        if let Some(target) = &self.target {
+            packer.target(target);
+        }
+        Ok(packer)
+    }
 }
 
 #[derive(Args)]
@@ -159,8 +227,13 @@ fn report(result: Result<()>) -> ExitCode {
 
 fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
     match command {
-        OcipkgCommand::Pack { dir, tag, output } => {
-            let packed = crate::pack(&dir, &tag, &output)?;
+        OcipkgCommand::Pack {
+            dir,
+            tag,
+            output,
+            link,
+        } => {
+            let packed = link.packer()?.pack(&dir, &tag, &output)?;
             println!(
                 "packed {} ({}) into {}",
                 packed.reference,
@@ -172,8 +245,12 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             let pushed = crate::push(&path, tag.as_deref())?;
             print_pushed(&pushed);
         }
-        OcipkgCommand::Pull { reference } => {
-            let fetched = crate::Linker::new().fetch(&reference)?;
+        OcipkgCommand::Pull { reference, target } => {
+            let mut linker = crate::Linker::new();
+            if let Some(target) = target {
+                linker.target(target);
+            }
+            let fetched = linker.fetch(&reference)?;
             println!("{}", fetched.root.display());
             eprintln!("pulled {reference} ({})", fetched.manifest_digest);
         }
@@ -251,16 +328,21 @@ fn read_password(from_stdin: bool) -> Result<String> {
 }
 
 fn print_pushed(pushed: &crate::Pushed) {
+    let repository = pushed
+        .reference
+        .rsplit_once(':')
+        .map_or(&*pushed.reference, |(r, _)| r);
     println!(
-        "pushed {} ({} new blobs)\npin it with: {}@{}",
-        pushed.reference,
-        pushed.uploaded_blobs,
-        pushed
-            .reference
-            .rsplit_once(':')
-            .map_or(&*pushed.reference, |(r, _)| r),
-        pushed.manifest_digest
+        "pushed {} ({} new blobs)",
+        pushed.reference, pushed.uploaded_blobs
     );
+    match &pushed.index_digest {
+        Some(index) => println!(
+            "pin all platforms with: {repository}@{index}\npin this one with: {repository}@{}",
+            pushed.manifest_digest
+        ),
+        None => println!("pin it with: {repository}@{}", pushed.manifest_digest),
+    }
 }
 
 fn run_cargo(command: CargoCommand) -> Result<()> {
@@ -285,6 +367,7 @@ fn run_cargo(command: CargoCommand) -> Result<()> {
 
 /// The package being built, from `cargo metadata`.
 struct CargoPackage {
+    link: crate::format::LinkMetadata,
     id: String,
     name: String,
     dir: PathBuf,
@@ -348,7 +431,14 @@ fn build(args: &BuildArgs) -> Result<crate::Packed> {
     if include.is_dir() {
         copy_tree(&include, &staging.join("include"))?;
     }
-    let packed = crate::pack(&staging, &reference, &output);
+    let triple = match &args.target {
+        Some(target) => target.clone(),
+        None => host_triple()?,
+    };
+    let packed = crate::Packer::new()
+        .target(triple)
+        .metadata(package.link.clone())
+        .pack(&staging, &reference, &output);
     let _ = fs::remove_dir_all(&staging);
     packed
 }
@@ -417,7 +507,24 @@ fn select_package(
         .and_then(|n| n.as_str())
         .unwrap_or_default()
         .to_string();
+    let strings = |key: &str| -> Vec<String> {
+        chosen
+            .pointer(&format!("/metadata/ocipkg/{key}"))
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(String::from))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let link = crate::format::LinkMetadata {
+        system_libraries: strings("system-libraries"),
+        frameworks: strings("frameworks"),
+        ..Default::default()
+    };
     Ok(CargoPackage {
+        link,
         id,
         name,
         dir,
@@ -500,6 +607,27 @@ fn built_libraries(args: &[&str], package_id: &str) -> Result<Vec<PathBuf>> {
         }
     }
     Ok(files)
+}
+
+/// The host's target triple, from `rustc -vV` (what `cargo build` builds for
+/// without --target).
+fn host_triple() -> Result<String> {
+    let rustc = crate::env::Env::process(false)
+        .get("RUSTC")
+        .unwrap_or_else(|| "rustc".into());
+    let failed = |detail: String| Error::Command {
+        command: format!("{rustc} -vV"),
+        detail,
+    };
+    let out = Command::new(&rustc)
+        .arg("-vV")
+        .output()
+        .map_err(|e| failed(e.to_string()))?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(str::to_string)
+        .ok_or_else(|| failed("it printed no `host:` line; pass --target".into()))
 }
 
 fn git_short_hash(dir: &Path) -> Result<String> {

@@ -328,6 +328,15 @@ impl Client {
         })
     }
 
+    /// Like [`Client::get_manifest`], `None` when the tag or digest is unknown.
+    pub(crate) fn find_manifest(&mut self, reference: &str) -> Result<Option<FetchedManifest>> {
+        match self.get_manifest(reference) {
+            Ok(found) => Ok(Some(found)),
+            Err(Error::Registry { status: 404, .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// GET a blob of `size` bytes as a stream that resumes (with `Range`)
     /// when the connection breaks. The caller verifies what it reads.
     pub(crate) fn get_blob(&mut self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>> {

@@ -14,8 +14,9 @@ use oci_spec::image::{
 
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
-use crate::format;
+use crate::format::{self, LinkMetadata};
 use crate::layout::{canonical_json, Layout};
+use crate::platform::{Target, TARGET_ANNOTATION};
 use crate::reference::Reference;
 use crate::tempdir::TempDir;
 
@@ -32,8 +33,47 @@ pub struct Packed {
 
 /// Packs `dir` (its contents become the package tree: put libraries in
 /// `lib/` and headers in `include/`) as an OCI image layout at `output`: a
-/// directory, or a tar archive when `output` ends in `.tar`.
+/// directory, or a tar archive when `output` ends in `.tar`. The package
+/// names no target and carries no link metadata; see [`Packer`].
 pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+    Packer::new().pack(dir, reference, output)
+}
+
+/// Options for packing: the target the libraries are built for, and link
+/// metadata for consumers.
+#[derive(Clone, Debug, Default)]
+pub struct Packer {
+    target: Option<String>,
+    metadata: LinkMetadata,
+}
+
+impl Packer {
+    /// No target, no link metadata.
+    pub fn new() -> Self {
+        Packer::default()
+    }
+
+    /// The Rust target triple the libraries are built for: the package gets
+    /// its OCI platform and the `vnd.ocipkg.target` annotation, and
+    /// `ocipkg push` adds it to the multi-platform index under its tag.
+    pub fn target(&mut self, triple: impl Into<String>) -> &mut Self {
+        self.target = Some(triple.into());
+        self
+    }
+
+    /// Link metadata stored in the package's config.
+    pub fn metadata(&mut self, metadata: LinkMetadata) -> &mut Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// Packs `dir` for `reference` into `output` (see [`pack`]).
+    pub fn pack(&self, dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+        pack_with(self, dir, reference, output)
+    }
+}
+
+fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
     let reference = Reference::parse(reference)?;
     let reference = match (reference.tag(), reference.digest()) {
         (_, Some(_)) => {
@@ -79,7 +119,16 @@ pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
         builder.into_inner()?.finish()?;
         Ok(())
     })?;
-    let config_digest = layout.write_blob(format::EMPTY_CONFIG)?;
+    let (config_media_type, config_bytes) = if options.metadata.is_empty() {
+        (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
+    } else {
+        (
+            MediaType::from(format::CONFIG_MEDIA_TYPE),
+            canonical_json(&options.metadata)?,
+        )
+    };
+    let config_digest = layout.write_blob(&config_bytes)?;
+    let target = options.target.as_deref().map(Target::parse);
 
     let name = reference
         .repository()
@@ -96,11 +145,11 @@ pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
         format!("{name}.tar.gz"),
     )])));
     let config = Descriptor::new(
-        MediaType::EmptyJSON,
-        format::EMPTY_CONFIG.len() as u64,
+        config_media_type,
+        config_bytes.len() as u64,
         parse_digest(&config_digest)?,
     );
-    let manifest = ImageManifestBuilder::default()
+    let mut manifest = ImageManifestBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageManifest)
         .artifact_type(MediaType::from(format::ARTIFACT_TYPE))
@@ -108,6 +157,12 @@ pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
         .layers(vec![layer])
         .build()
         .map_err(|e| Error::invalid("the manifest being packed", e.to_string()))?;
+    if let Some(target) = &target {
+        manifest.set_annotations(Some(HashMap::from([(
+            TARGET_ANNOTATION.to_string(),
+            target.triple.clone(),
+        )])));
+    }
     let manifest_bytes = canonical_json(&manifest)?;
     let manifest_digest = layout.write_blob(&manifest_bytes)?;
 

@@ -7,8 +7,17 @@ use crate::format;
 use crate::layout::Layout;
 use crate::reference::Reference;
 
-use oci_spec::image::ImageManifest;
+use std::collections::HashMap;
 use std::path::Path;
+
+use oci_spec::image::{
+    Descriptor, ImageIndex, ImageIndexBuilder, ImageManifest, MediaType, SCHEMA_VERSION,
+};
+
+use crate::digest;
+use crate::layout::canonical_json;
+use crate::platform::{self, Target, TARGET_ANNOTATION};
+use crate::retry;
 
 /// What [`push`] pushed.
 #[derive(Clone, Debug)]
@@ -17,6 +26,9 @@ pub struct Pushed {
     pub reference: String,
     /// Digest of the manifest; `reference@digest` pins exactly this package.
     pub manifest_digest: String,
+    /// For a package built for one target: digest of the multi-platform
+    /// index now under the tag.
+    pub index_digest: Option<String>,
     /// Blobs uploaded (blobs the registry already had are skipped).
     pub uploaded_blobs: usize,
 }
@@ -92,10 +104,122 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
     }
     let media_type = entry.media_type().to_string();
     let tag = reference.tag().unwrap_or("latest");
-    client.put_manifest(tag, &manifest_bytes, &media_type)?;
+    let index_digest = match target_of(entry) {
+        None => {
+            client.put_manifest(tag, &manifest_bytes, &media_type)?;
+            None
+        }
+        Some(triple) => {
+            client.put_manifest(&manifest_digest, &manifest_bytes, &media_type)?;
+            let mut platform_entry = Descriptor::new(
+                MediaType::ImageManifest,
+                manifest_bytes.len() as u64,
+                entry.digest().clone(),
+            );
+            platform_entry.set_platform(Some(Target::parse(&triple).oci_platform()));
+            platform_entry.set_artifact_type(Some(MediaType::from(format::ARTIFACT_TYPE)));
+            platform_entry.set_annotations(Some(HashMap::from([(
+                TARGET_ANNOTATION.to_string(),
+                triple.clone(),
+            )])));
+            Some(add_to_index(&mut client, tag, platform_entry, &triple)?)
+        }
+    };
     Ok(Pushed {
         reference: reference.to_string(),
         manifest_digest,
+        index_digest,
         uploaded_blobs,
     })
+}
+
+fn target_of(entry: &Descriptor) -> Option<String> {
+    entry
+        .annotations()
+        .as_ref()?
+        .get(TARGET_ANNOTATION)
+        .cloned()
+}
+
+/// Puts `new_entry` into the index under `tag` (created if missing),
+/// replacing the entry of the same target and keeping every other one. Only
+/// manifests are read: no other platform's layers are downloaded. Registries
+/// have no conditional writes, so the index is read back, and merged again
+/// if a concurrent publisher's write removed our entry.
+fn add_to_index(
+    client: &mut Client,
+    tag: &str,
+    new_entry: Descriptor,
+    triple: &str,
+) -> Result<String> {
+    const ATTEMPTS: u32 = 5;
+    for attempt in 1..=ATTEMPTS {
+        let mut entries = match client.find_manifest(tag)? {
+            None => Vec::new(),
+            Some(existing) => entries_of(&existing.bytes)?,
+        };
+        entries.retain(|e| {
+            target_of(e).as_deref() != Some(triple) && e.digest() != new_entry.digest()
+        });
+        entries.push(new_entry.clone());
+        entries.sort_by_key(platform::describe);
+        let index = ImageIndexBuilder::default()
+            .schema_version(SCHEMA_VERSION)
+            .media_type(MediaType::ImageIndex)
+            .artifact_type(MediaType::from(format::ARTIFACT_TYPE))
+            .manifests(entries)
+            .build()
+            .map_err(|e| Error::invalid("the index being pushed", e.to_string()))?;
+        let bytes = canonical_json(&index)?;
+        client.put_manifest(tag, &bytes, format::INDEX_MEDIA_TYPE)?;
+        std::thread::sleep(retry::backoff(1, None) / 4);
+        if let Some(back) = client.find_manifest(tag)? {
+            if entries_of(&back.bytes)?
+                .iter()
+                .any(|e| e.digest() == new_entry.digest())
+            {
+                return Ok(digest::sha256(&back.bytes));
+            }
+        }
+        std::thread::sleep(retry::backoff(attempt, None));
+    }
+    Err(Error::usage(
+        format!("another publisher kept replacing the index of tag {tag}"),
+        "publish the platforms one after the other, or try again",
+    ))
+}
+
+/// The entries of what a tag holds now: an index's manifests, or a
+/// single-target manifest as one entry (a manifest naming no target is
+/// replaced by the index).
+fn entries_of(bytes: &[u8]) -> Result<Vec<Descriptor>> {
+    let json: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid("the manifest under the tag", e.to_string()))?;
+    if json.get("manifests").is_some() {
+        let index = ImageIndex::from_reader(bytes)
+            .map_err(|e| Error::invalid("the index under the tag", e.to_string()))?;
+        return Ok(index.manifests().clone());
+    }
+    let Some(triple) = json
+        .pointer(&format!(
+            "/annotations/{}",
+            TARGET_ANNOTATION.replace('/', "~1")
+        ))
+        .and_then(|t| t.as_str())
+    else {
+        return Ok(Vec::new());
+    };
+    let mut entry = Descriptor::new(
+        MediaType::ImageManifest,
+        bytes.len() as u64,
+        digest::sha256(bytes)
+            .parse::<oci_spec::image::Digest>()
+            .map_err(|e| Error::invalid("a manifest digest", e.to_string()))?,
+    );
+    entry.set_platform(Some(Target::parse(triple).oci_platform()));
+    entry.set_annotations(Some(HashMap::from([(
+        TARGET_ANNOTATION.to_string(),
+        triple.to_string(),
+    )])));
+    Ok(vec![entry])
 }
