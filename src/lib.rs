@@ -21,8 +21,10 @@
 //! [`link_package`] parses the reference, fetches the manifest and layers,
 //! verifies the sha256 of every one of them, unpacks them into the per-user
 //! cache and prints `cargo:rustc-link-search=native=…` and
-//! `cargo:rustc-link-lib=static=…` for each static library of the target.
-//! Use [`Linker`] for options.
+//! `cargo:rustc-link-lib=static=…` (or `dylib=…`) for each library of the
+//! target, choosing the target's build from a multi-platform package (see
+//! [`platform`]) and following the package's link metadata (see
+//! [`format`](mod@format)). Use [`Linker`] for options.
 //!
 //! # Environment variables
 //!
@@ -31,13 +33,15 @@
 //! | `OCIPKG_CACHE_DIR` | cache root (default: the per-user cache dir, e.g. `~/.cache/ocipkg`) |
 //! | `OCIPKG_OFFLINE`, `CARGO_NET_OFFLINE` | `1`/`true`: use the cache only; a miss is an error advising `ocipkg pull REF` |
 //! | `OCIPKG_<NAME>_DIR` | use this unpacked package directory instead of fetching; `NAME` is the repository's last path segment, upper-cased, with `-` and `.` turned into `_` (`ghcr.io/org/lib-foo` → `OCIPKG_LIB_FOO_DIR`) |
+//! | `OCIPKG_<NAME>_LINK` | `static` or `dylib`: which kind to link when the package has both (default static) |
+//! | `OUT_DIR` | set by cargo: shared libraries are staged under it |
 //! | `OCIPKG_UPDATE_LOCK` | `1`/`true`: resolve tags online and record them in `ocipkg.lock` |
 //! | `CARGO_MANIFEST_DIR` | set by cargo: where `ocipkg.lock` is looked for |
 //! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
 //! | `OCIPKG_AUTH_<HOST>`, `OCIPKG_USERNAME`, `OCIPKG_PASSWORD`, `DOCKER_CONFIG`, `XDG_RUNTIME_DIR` | credentials: see [`credentials`] |
 //! | `OCIPKG_CONFIG` | the registry configuration file (see [`config`]) |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
-//! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose library names are looked for |
+//! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose build and library names are chosen |
 //! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) |
 //!
 //! In a build script every variable read is also announced with

@@ -172,7 +172,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         parse_digest(&manifest_digest)?,
     );
     entry.set_artifact_type(Some(MediaType::from(format::ARTIFACT_TYPE)));
-    entry.set_annotations(Some(HashMap::from([
+    let mut annotations = HashMap::from([
         (
             format::REF_NAME_ANNOTATION.to_string(),
             reference.tag().unwrap_or("latest").to_string(),
@@ -181,7 +181,12 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
             format::REFERENCE_ANNOTATION.to_string(),
             reference.to_string(),
         ),
-    ])));
+    ]);
+    if let Some(target) = &target {
+        entry.set_platform(Some(target.oci_platform()));
+        annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
+    }
+    entry.set_annotations(Some(annotations));
     let index = ImageIndexBuilder::default()
         .schema_version(SCHEMA_VERSION)
         .media_type(MediaType::ImageIndex)

@@ -290,14 +290,25 @@ pub fn copy_lockfile(dir: &Path) {
 
 /// Compiles `source` (C) into `dir/lib/lib<name>.a` with the cc crate.
 pub fn compile_c_static(dir: &Path, name: &str, source: &str) {
+    compile_static(dir, name, source, false)
+}
+
+/// Compiles `source` (C++) into `dir/lib/lib<name>.a` with the cc crate.
+pub fn compile_cpp_static(dir: &Path, name: &str, source: &str) {
+    compile_static(dir, name, source, true)
+}
+
+fn compile_static(dir: &Path, name: &str, source: &str, cpp: bool) {
     let src_dir = temp_dir("c-src");
-    let file = src_dir.join(format!("{name}.c"));
+    let file = src_dir.join(format!("{name}.{}", if cpp { "cpp" } else { "c" }));
     fs::write(&file, source).unwrap();
     let lib = dir.join("lib");
     fs::create_dir_all(&lib).unwrap();
     let host = host_triple();
     let host = host.as_str();
     cc::Build::new()
+        .cpp(cpp)
+        .cpp_link_stdlib(None)
         .file(&file)
         .target(host)
         .host(host)
