@@ -45,17 +45,7 @@ fn rust_static_example_is_published_with_cargo_ocipkg_and_runs() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/static/rust");
     let repository = format!("{}/ocipkg/static-example", registry.host());
     let cache = temp_dir("cache-rust");
-    let published = stdout(&run(cargo_ocipkg()
-        .args([
-            "publish",
-            "--release",
-            "--registry",
-            &repository,
-            "--tag",
-            "e2e",
-        ])
-        .current_dir(examples.join("lib"))
-        .env("CARGO_TARGET_DIR", shared_target_dir())));
+    let published = publish_example("static", &repository, "e2e");
     assert!(
         published.contains(&format!("pushed {repository}:e2e")),
         "{published}"

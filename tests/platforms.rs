@@ -121,27 +121,13 @@ extern "C" int ocipkg_c_answer(int x) {
 #[test]
 fn a_cpp_library_links_with_the_system_libraries_its_package_names() {
     let registry = Registry::start();
-    let dir = temp_dir("cpp-pkg");
-    compile_cpp_static(&dir, "answer", CPP_SOURCE);
-    fs::create_dir_all(dir.join("include")).unwrap();
-    fs::write(
-        dir.join("include/answer.h"),
-        "int ocipkg_c_answer(int x);\n",
-    )
-    .unwrap();
+    let dir = stage_package("cpp-pkg", CPP_SOURCE, true);
     let with = format!("{}/cpp/answer:with-stdcxx", registry.host());
     let without = format!("{}/cpp/answer:without", registry.host());
     run(ocipkg()
         .arg("push")
         .arg(pack_for(&dir, &with, &["--system-lib", "stdc++"])));
-    let plain = temp_dir("cpp-pkg-plain");
-    compile_cpp_static(&plain, "answer", CPP_SOURCE);
-    fs::create_dir_all(plain.join("include")).unwrap();
-    fs::write(
-        plain.join("include/answer.h"),
-        "int ocipkg_c_answer(int x);\n",
-    )
-    .unwrap();
+    let plain = stage_package("cpp-pkg-plain", CPP_SOURCE, true);
     run(ocipkg().arg("push").arg(pack_for(&plain, &without, &[])));
 
     // The consumer's build.rs only calls link_package.
@@ -172,17 +158,7 @@ fn the_dynamic_example_runs_without_library_path_even_when_moved() {
     let registry = Registry::start();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/dynamic/rust");
     let repository = format!("{}/ocipkg/dynamic-example", registry.host());
-    run(cargo_ocipkg()
-        .args([
-            "publish",
-            "--release",
-            "--registry",
-            &repository,
-            "--tag",
-            "e2e",
-        ])
-        .current_dir(examples.join("lib"))
-        .env("CARGO_TARGET_DIR", shared_target_dir()));
+    publish_example("dynamic", &repository, "e2e");
     let out = run(cargo(&examples.join("exe"), &temp_dir("cache-dynamic"))
         .arg("run")
         .env("OCIPKG_DYNAMIC_EXAMPLE_REF", format!("{repository}:e2e"))

@@ -288,14 +288,24 @@ pub fn copy_lockfile(dir: &Path) {
     .unwrap();
 }
 
-/// Compiles `source` (C) into `dir/lib/lib<name>.a` with the cc crate.
-pub fn compile_c_static(dir: &Path, name: &str, source: &str) {
-    compile_static(dir, name, source, false)
-}
-
-/// Compiles `source` (C++) into `dir/lib/lib<name>.a` with the cc crate.
-pub fn compile_cpp_static(dir: &Path, name: &str, source: &str) {
-    compile_static(dir, name, source, true)
+/// Publishes the library crate of `examples/<kind>/rust/lib` with
+/// `cargo ocipkg publish --release` to `repository:tag`; returns its output.
+pub fn publish_example(kind: &str, repository: &str, tag: &str) -> String {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join(kind)
+        .join("rust/lib");
+    stdout(&run(cargo_ocipkg()
+        .args([
+            "publish",
+            "--release",
+            "--registry",
+            repository,
+            "--tag",
+            tag,
+        ])
+        .current_dir(lib)
+        .env("CARGO_TARGET_DIR", shared_target_dir())))
 }
 
 fn compile_static(dir: &Path, name: &str, source: &str, cpp: bool) {
@@ -511,8 +521,14 @@ pub const C_SOURCE: &str = "int ocipkg_c_answer(int x) { return 2 * x + 1; }\n";
 
 /// A C static library and its header, staged as a package directory.
 pub fn stage_c_package(name: &str) -> std::path::PathBuf {
+    stage_package(name, C_SOURCE, false)
+}
+
+/// `ocipkg_c_answer` compiled from C or C++ `source` into `lib/libanswer.a`,
+/// with its header in `include/`, staged as a package directory.
+pub fn stage_package(name: &str, source: &str, cpp: bool) -> std::path::PathBuf {
     let dir = temp_dir(name);
-    compile_c_static(&dir, "answer", C_SOURCE);
+    compile_static(&dir, "answer", source, cpp);
     fs::create_dir_all(dir.join("include")).unwrap();
     fs::write(
         dir.join("include/answer.h"),
