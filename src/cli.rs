@@ -147,6 +147,12 @@ struct LinkArgs {
     /// A pkg-config file relative to the package root.
     #[arg(long = "pkg-config", value_name = "FILE")]
     pkg_config: Option<String>,
+    /// Layer compression: gzip (read by every OCI tool) or zstd (faster).
+    #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
+    compression: String,
+    /// gzip level, 0 (store) to 9 (smallest); zstd uses its fastest level.
+    #[arg(long, value_name = "0-9")]
+    level: Option<u32>,
 }
 
 impl LinkArgs {
@@ -168,7 +174,32 @@ impl LinkArgs {
                 kind,
             });
         }
+        let compression = match (self.compression.as_str(), self.level) {
+            ("gzip", level) if level.is_none_or(|l| l <= 9) => crate::LayerCompression::Gzip {
+                level: level.unwrap_or(6),
+            },
+            ("gzip", Some(level)) => {
+                return Err(Error::usage(
+                    format!("--level {level} is out of range"),
+                    "gzip levels are 0 (store) to 9 (smallest)",
+                ))
+            }
+            ("zstd", None) => crate::LayerCompression::Zstd,
+            ("zstd", Some(_)) => {
+                return Err(Error::usage(
+                    "--level is for gzip",
+                    "zstd packs use zstd's fastest level; drop --level",
+                ))
+            }
+            (other, _) => {
+                return Err(Error::usage(
+                    format!("--compression {other} is unknown"),
+                    "use --compression gzip or --compression zstd",
+                ))
+            }
+        };
         let mut packer = crate::Packer::new();
+        packer.compression(compression);
         packer.metadata(crate::format::LinkMetadata {
             libraries,
             system_libraries: self.system_libs.clone(),

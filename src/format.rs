@@ -43,6 +43,8 @@ pub const INDEX_MEDIA_TYPE: &str = "application/vnd.oci.image.index.v1+json";
 pub const LAYER_MEDIA_TYPE: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
 /// Media type of the config holding [`LinkMetadata`].
 pub const CONFIG_MEDIA_TYPE: &str = "application/vnd.ocipkg.config.v1+json";
+/// Media type of zstd-compressed layers (`ocipkg pack --compression zstd`).
+pub const LAYER_MEDIA_TYPE_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
 /// Media type of the OCI empty config.
 pub const EMPTY_CONFIG_MEDIA_TYPE: &str = "application/vnd.oci.empty.v1+json";
 /// Content of the OCI empty config.
@@ -92,20 +94,111 @@ pub struct LibrarySpec {
     pub kind: Option<String>,
 }
 
-/// Layer media types the consumer can unpack, and how they are compressed.
-pub(crate) fn layer_compression(media_type: &str) -> Option<Compression> {
-    match media_type {
+/// Layer annotation ORAS sets on a layer that is a packed directory.
+pub const ORAS_UNPACK_ANNOTATION: &str = "io.deis.oras.content.unpack";
+
+/// What a layer holds and how to put it into the package tree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum LayerKind {
+    /// A tar archive, unpacked at the package root.
+    Tar(Compression),
+    /// One file, written at this relative path (its title annotation).
+    File(Compression, String),
+}
+
+/// How to unpack a layer, from its media type and annotations:
+/// - tar, tar+gzip and tar+zstd layers (OCI and Docker media types, and the
+///   upstream ocipkg `application/vnd.ocipkg.v1.{layer,directory}.tar+gzip`)
+///   are unpacked, except that in an artifact not made by ocipkg (`ours`
+///   false) a layer with an `org.opencontainers.image.title` and no
+///   `io.deis.oras.content.unpack` is a single file, as ORAS pushes files;
+/// - upstream ocipkg's `application/vnd.ocipkg.v1.file+gzip` is a gzipped
+///   file named by its title;
+/// - any other media type with a title is a file stored as is.
+pub(crate) fn layer_kind(
+    media_type: &str,
+    annotations: Option<&std::collections::HashMap<String, String>>,
+    ours: bool,
+) -> Option<LayerKind> {
+    let title = annotations
+        .and_then(|a| a.get(TITLE_ANNOTATION))
+        .filter(|t| !t.is_empty())
+        .cloned();
+    let unpack = annotations
+        .and_then(|a| a.get(ORAS_UNPACK_ANNOTATION))
+        .is_some_and(|v| v == "true");
+    let tar = match media_type {
         "application/vnd.oci.image.layer.v1.tar"
         | "application/vnd.docker.image.rootfs.diff.tar" => Some(Compression::None),
         "application/vnd.oci.image.layer.v1.tar+gzip"
-        | "application/vnd.docker.image.rootfs.diff.tar.gzip" => Some(Compression::Gzip),
+        | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        | "application/vnd.ocipkg.v1.layer.tar+gzip"
+        | "application/vnd.ocipkg.v1.directory.tar+gzip" => Some(Compression::Gzip),
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+        | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Some(Compression::Zstd),
         _ => None,
+    };
+    match (tar, title) {
+        // ORAS stores a file under a tar media type as is: never decompressed.
+        (Some(_), Some(title)) if !ours && !unpack => {
+            Some(LayerKind::File(Compression::None, title))
+        }
+        (Some(c), _) => Some(LayerKind::Tar(c)),
+        (None, Some(title)) if media_type == "application/vnd.ocipkg.v1.file+gzip" => {
+            Some(LayerKind::File(Compression::Gzip, title))
+        }
+        (None, Some(title)) => Some(LayerKind::File(Compression::None, title)),
+        (None, None) => None,
     }
 }
 
-/// Compression of a tar layer.
+/// Compression of a layer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Compression {
     None,
     Gzip,
+    Zstd,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn layers_are_tars_or_files() {
+        let titled = HashMap::from([(TITLE_ANNOTATION.to_string(), "lib/libfoo.a".to_string())]);
+        let mut unpack = titled.clone();
+        unpack.insert(ORAS_UNPACK_ANNOTATION.into(), "true".into());
+        let gz = "application/vnd.oci.image.layer.v1.tar+gzip";
+        assert_eq!(
+            layer_kind(gz, Some(&titled), true),
+            Some(LayerKind::Tar(Compression::Gzip))
+        );
+        assert_eq!(
+            layer_kind(gz, Some(&titled), false),
+            Some(LayerKind::File(Compression::None, "lib/libfoo.a".into()))
+        );
+        assert_eq!(
+            layer_kind(gz, Some(&unpack), false),
+            Some(LayerKind::Tar(Compression::Gzip))
+        );
+        assert_eq!(
+            layer_kind(gz, None, false),
+            Some(LayerKind::Tar(Compression::Gzip))
+        );
+        assert_eq!(
+            layer_kind("application/vnd.oci.image.layer.v1.tar+zstd", None, false),
+            Some(LayerKind::Tar(Compression::Zstd))
+        );
+        assert_eq!(
+            layer_kind("application/vnd.ocipkg.v1.file+gzip", Some(&titled), false),
+            Some(LayerKind::File(Compression::Gzip, "lib/libfoo.a".into()))
+        );
+        assert_eq!(
+            layer_kind("text/plain", Some(&titled), false),
+            Some(LayerKind::File(Compression::None, "lib/libfoo.a".into()))
+        );
+        assert_eq!(layer_kind("text/plain", None, false), None);
+    }
 }

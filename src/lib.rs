@@ -103,7 +103,7 @@ pub use directive::{Directive, LinkKind};
 pub use error::{Error, Result};
 pub use link::Library;
 pub use linker::{Fetched, Linker, Package};
-pub use pack::{pack, Packed, Packer};
+pub use pack::{pack, LayerCompression, Packed, Packer};
 pub use push::{push, Pushed};
 pub use reference::Reference;
 

@@ -45,6 +45,26 @@ pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
 pub struct Packer {
     target: Option<String>,
     metadata: LinkMetadata,
+    compression: LayerCompression,
+}
+
+/// How the package's layer is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// `tar+gzip` at this level (0–9; default 6): what every consumer reads.
+    Gzip {
+        /// 0 (store) to 9 (smallest).
+        level: u32,
+    },
+    /// `tar+zstd` at zstd's fastest level (≈ `zstd -1`): faster to pack and
+    /// to unpack; needs a consumer that reads zstd layers (ocipkg does).
+    Zstd,
+}
+
+impl Default for LayerCompression {
+    fn default() -> Self {
+        LayerCompression::Gzip { level: 6 }
+    }
 }
 
 impl Packer {
@@ -64,6 +84,12 @@ impl Packer {
     /// Link metadata stored in the package's config.
     pub fn metadata(&mut self, metadata: LinkMetadata) -> &mut Self {
         self.metadata = metadata;
+        self
+    }
+
+    /// How the layer is compressed (default gzip level 6).
+    pub fn compression(&mut self, compression: LayerCompression) -> &mut Self {
+        self.compression = compression;
         self
     }
 
@@ -112,12 +138,15 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     };
     let layout = Layout::create(&layout_dir)?;
 
-    let (layer_digest, layer_size) = layout.write_blob_with(|w| {
-        let gz = flate2::write::GzEncoder::new(w, flate2::Compression::default());
-        let mut builder = tar::Builder::new(gz);
-        append_tree(&mut builder, dir, Path::new(""), mtime)?;
-        builder.into_inner()?.finish()?;
-        Ok(())
+    let (layer_digest, layer_size) = layout.write_blob_with(|w| match options.compression {
+        LayerCompression::Gzip { level } => {
+            let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(level.min(9)));
+            let mut builder = tar::Builder::new(gz);
+            append_tree(&mut builder, dir, Path::new(""), mtime)?;
+            builder.into_inner()?.finish()?;
+            Ok(())
+        }
+        LayerCompression::Zstd => zstd_tar(dir, mtime, w),
     })?;
     let (config_media_type, config_bytes) = if options.metadata.is_empty() {
         (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
@@ -135,14 +164,18 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         .rsplit('/')
         .next()
         .unwrap_or("package");
+    let (media_type, extension) = match options.compression {
+        LayerCompression::Gzip { .. } => (format::LAYER_MEDIA_TYPE, "tar.gz"),
+        LayerCompression::Zstd => (format::LAYER_MEDIA_TYPE_ZSTD, "tar.zst"),
+    };
     let mut layer = Descriptor::new(
-        MediaType::from(format::LAYER_MEDIA_TYPE),
+        MediaType::from(media_type),
         layer_size,
         parse_digest(&layer_digest)?,
     );
     layer.set_annotations(Some(HashMap::from([(
         format::TITLE_ANNOTATION.to_string(),
-        format!("{name}.tar.gz"),
+        format!("{name}.{extension}"),
     )])));
     let config = Descriptor::new(
         config_media_type,
@@ -211,6 +244,80 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         manifest_digest,
         output: output.to_path_buf(),
     })
+}
+
+/// tar of `dir` → zstd → `out`. The tar is written on a second thread into
+/// a pipe that the (pure Rust) compressor reads; I/O errors on either side
+/// are caught around the compressor, which cannot report them itself.
+fn zstd_tar(dir: &Path, mtime: u64, out: &mut impl Write) -> io::Result<()> {
+    let (reader, writer) = io::pipe()?;
+    let dir = dir.to_path_buf();
+    let producer = std::thread::spawn(move || -> io::Result<()> {
+        let mut builder = tar::Builder::new(io::BufWriter::new(writer));
+        append_tree(&mut builder, &dir, Path::new(""), mtime)?;
+        builder.into_inner()?.flush()
+    });
+    let mut source = Guarded::new(reader);
+    let mut drain = Guarded::new(out);
+    ruzstd::encoding::compress(
+        &mut source,
+        &mut drain,
+        ruzstd::encoding::CompressionLevel::Fastest,
+    );
+    let read_error = source.error.take();
+    drop(source); // closes the pipe if the tar thread still writes
+    let produced = producer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the tar thread panicked")));
+    produced?;
+    match (read_error, drain.error.take()) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(()),
+    }
+}
+
+/// Keeps the first I/O error and then behaves as a finished stream, so a
+/// caller that cannot handle errors never sees one.
+struct Guarded<T> {
+    inner: T,
+    error: Option<io::Error>,
+}
+
+impl<T> Guarded<T> {
+    fn new(inner: T) -> Self {
+        Guarded { inner, error: None }
+    }
+}
+
+impl<R: io::Read> io::Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(0);
+        }
+        self.inner.read(buf).or_else(|e| {
+            self.error = Some(e);
+            Ok(0)
+        })
+    }
+}
+
+impl<W: Write> Write for Guarded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.error = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
 }
 
 fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {

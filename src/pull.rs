@@ -188,18 +188,25 @@ fn fetch_blobs(
         let media_type = layer.media_type().to_string();
         let layer_digest = layer.digest().to_string();
         let what = format!("layer {i} ({layer_digest}) of {reference}");
-        let Some(compression) = format::layer_compression(&media_type) else {
+        let ours = manifest
+            .artifact_type()
+            .as_ref()
+            .map(|t| t.to_string())
+            .as_deref()
+            == Some(format::ARTIFACT_TYPE);
+        let Some(kind) = format::layer_kind(&media_type, layer.annotations().as_ref(), ours) else {
             return Err(Error::invalid(
                 what,
                 format!(
-                    "layer media type `{media_type}` is not supported (use tar or tar+gzip layers)"
+                    "layer media type `{media_type}` is not supported (use tar, tar+gzip or \
+                     tar+zstd layers, or a file layer with an org.opencontainers.image.title)"
                 ),
             ));
         };
         digest::hex_part(&layer_digest)?;
         let body = client.get_blob(&layer_digest, layer.size())?;
         let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
-        let unpacked = unpack_layer(stream, compression, &root);
+        let unpacked = unpack_layer(stream, &kind, &root);
         // Verify first: a digest mismatch or broken download explains a broken
         // archive better than the archive error does.
         verdict.wait()?;
