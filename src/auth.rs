@@ -88,6 +88,7 @@ pub(crate) fn parse_challenges(header: &str) -> Vec<Challenge> {
 }
 
 /// A token from a token server, and when to stop using it.
+#[derive(Clone)]
 pub(crate) struct Token {
     pub value: String,
     pub expires: std::time::Instant,

@@ -7,6 +7,8 @@
 //!   after every digest matched.
 //! - `refs/<registry>/<repository>/<tag>` the manifest digest the tag had
 //!   when last fetched, for offline builds.
+//! - `blobs-seen/<registry>/<blob hex>` a repository known to hold the
+//!   blob, for cross-repository mounts when pushing.
 //! - `indexes/sha256/<hex>.json` multi-platform indexes, to choose a
 //!   target's manifest without network.
 //! - `tmp/<manifest hex>.<pid>-…/` staging directories of fetches in progress (removed on failure;
@@ -92,6 +94,33 @@ impl Cache {
         let digest = fs::read_to_string(self.ref_file(reference)).ok()?;
         hex_part(digest.trim()).ok()?;
         Some(digest.trim().to_string())
+    }
+
+    /// Remembers that `repository` of `registry` holds blob `digest`, so a
+    /// later push to another repository can mount it instead of uploading.
+    pub(crate) fn record_blob(&self, registry: &str, digest: &str, repository: &str) -> Result<()> {
+        let path = self.blob_record(registry, digest)?;
+        if let Some(dir) = path.parent() {
+            create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, repository)
+            .and_then(|()| fs::rename(&tmp, &path))
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+    }
+
+    /// A repository of `registry` known to hold blob `digest`.
+    pub(crate) fn blob_seen_in(&self, registry: &str, digest: &str) -> Option<String> {
+        let text = fs::read_to_string(self.blob_record(registry, digest).ok()?).ok()?;
+        Some(text.trim().to_string()).filter(|r| !r.is_empty())
+    }
+
+    fn blob_record(&self, registry: &str, digest: &str) -> Result<PathBuf> {
+        Ok(self
+            .root
+            .join("blobs-seen")
+            .join(registry.replace([':', '[', ']'], "_"))
+            .join(hex_part(digest)?))
     }
 
     /// Keeps a multi-platform index (for offline and pinned lookups).

@@ -364,8 +364,8 @@ fn print_pushed(pushed: &crate::Pushed) {
         .rsplit_once(':')
         .map_or(&*pushed.reference, |(r, _)| r);
     println!(
-        "pushed {} ({} new blobs)",
-        pushed.reference, pushed.uploaded_blobs
+        "pushed {} ({} new blobs, {} mounted)",
+        pushed.reference, pushed.uploaded_blobs, pushed.mounted_blobs
     );
     match &pushed.index_digest {
         Some(index) => println!(

@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::Read;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ pub(crate) struct FetchedManifest {
 }
 
 /// Talks to one repository of one registry.
+#[derive(Clone)]
 pub(crate) struct Client {
     agent: ureq::Agent,
     base: String,
@@ -45,6 +47,8 @@ pub(crate) struct Client {
     credential: Option<Option<Credential>>,
     token: Option<auth::Token>,
     basic: Option<String>,
+    /// Other repositories whose pull rights the token should carry (mounts).
+    also_pull: Vec<String>,
     /// Where the credentials came from that the registry accepted or refused.
     used: Option<String>,
     rejected: Option<String>,
@@ -82,6 +86,7 @@ impl Client {
             credential: None,
             token: None,
             basic: None,
+            also_pull: Vec::new(),
             used: None,
             rejected: None,
         })
@@ -187,10 +192,13 @@ impl Client {
         let credential = self.credential()?;
         if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
             let actions = if self.push { "pull,push" } else { "pull" };
-            let scope = match self.repository.as_str() {
+            let mut scope = match self.repository.as_str() {
                 "" => String::new(),
                 repository => format!("repository:{repository}:{actions}"),
             };
+            for other in &self.also_pull {
+                scope.push_str(&format!(" repository:{other}:pull"));
+            }
             let mut token = None;
             if let Some(c) = &credential {
                 token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry, Some(c))?;
@@ -224,6 +232,12 @@ impl Client {
             }
         }
         Ok(retried)
+    }
+
+    /// Asks for pull rights on these repositories too, for mounts from them
+    /// (takes effect with the next token).
+    pub(crate) fn also_pull(&mut self, repositories: Vec<String>) {
+        self.also_pull = repositories;
     }
 
     /// The credentials for this registry, looked up once, when first needed.
@@ -379,30 +393,62 @@ impl Client {
         }
     }
 
-    /// Uploads a blob from a file: POST opens a session, PUT with the digest
-    /// completes it.
-    pub(crate) fn upload_blob(&mut self, path: &Path, digest: &str) -> Result<()> {
+    /// Puts a blob of `size` bytes from a file into the repository: by a
+    /// cross-repository mount from `mount_from` when given and the registry
+    /// agrees, else by upload: chunks of `chunk_size` bytes (PATCH with
+    /// `Content-Range`, memory bounded by one chunk) for larger blobs, one
+    /// PUT otherwise or when the registry refuses chunks.
+    pub(crate) fn upload_blob(
+        &mut self,
+        path: &Path,
+        digest: &str,
+        size: u64,
+        mount_from: Option<&str>,
+        chunk_size: u64,
+    ) -> Result<Upload> {
         let action = format!(
             "uploading blob {digest} to {}/{}",
             self.registry, self.repository
         );
-        let url = self.url("blobs/uploads/");
+        let mut url = self.url("blobs/uploads/");
+        if let Some(from) = mount_from {
+            url = format!("{url}?mount={digest}&from={from}");
+        }
         let response = self.execute(&action, |agent, auth| {
             with_auth(agent.post(&url), auth).send_empty()
         })?;
-        if response.status().as_u16() != 202 {
-            return Err(self.fail(&action, response));
+        match response.status().as_u16() {
+            201 if mount_from.is_some() => return Ok(Upload::Mounted),
+            202 => {}
+            _ => return Err(self.fail(&action, response)),
         }
-        let location = response
-            .headers()
-            .get("location")
-            .and_then(|v| v.to_str().ok())
-            .ok_or_else(|| Error::Registry {
-                action: action.clone(),
-                status: 202,
-                message: "the upload session has no Location header".into(),
-            })?;
-        let put_url = upload_url(&self.base, location, digest);
+        let mut location = self.session(&action, &response)?;
+        if size > chunk_size {
+            match self.upload_chunks(&action, &location, path, size, chunk_size)? {
+                Some((last, chunks)) => {
+                    let put_url = with_digest(&last, digest);
+                    let response = self.execute(&action, |agent, auth| {
+                        with_auth(agent.put(&put_url), auth).send_empty()
+                    })?;
+                    if response.status().as_u16() != 201 {
+                        return Err(self.fail(&action, response));
+                    }
+                    return Ok(Upload::Uploaded { chunks });
+                }
+                // Chunks refused: a new session for one PUT.
+                None => {
+                    let post_url = self.url("blobs/uploads/");
+                    let response = self.execute(&action, |agent, auth| {
+                        with_auth(agent.post(&post_url), auth).send_empty()
+                    })?;
+                    if response.status().as_u16() != 202 {
+                        return Err(self.fail(&action, response));
+                    }
+                    location = self.session(&action, &response)?;
+                }
+            }
+        }
+        let put_url = with_digest(&location, digest);
         let response = self.execute(&action, |agent, auth| {
             let file = File::open(path).map_err(ureq::Error::Io)?;
             with_auth(agent.put(&put_url), auth)
@@ -412,7 +458,60 @@ impl Client {
         if response.status().as_u16() != 201 {
             return Err(self.fail(&action, response));
         }
-        Ok(())
+        Ok(Upload::Uploaded { chunks: 1 })
+    }
+
+    /// PATCHes the file in chunks; `None` when the registry refuses chunked
+    /// uploads, else the final session URL and the number of chunks.
+    fn upload_chunks(
+        &mut self,
+        action: &str,
+        location: &str,
+        path: &Path,
+        size: u64,
+        chunk_size: u64,
+    ) -> Result<Option<(String, usize)>> {
+        let io = |e| Error::io(format!("reading {}", path.display()), e);
+        let mut file = File::open(path).map_err(io)?;
+        let mut buffer = vec![0u8; usize::try_from(chunk_size).unwrap_or(usize::MAX)];
+        let mut location = location.to_string();
+        let mut offset = 0u64;
+        let mut chunks = 0;
+        while offset < size {
+            let len = chunk_size.min(size - offset) as usize;
+            file.read_exact(&mut buffer[..len]).map_err(io)?;
+            let range = format!("{offset}-{}", offset + len as u64 - 1);
+            let body = &buffer[..len];
+            let url = location.clone();
+            let response = self.execute(action, |agent, auth| {
+                with_auth(agent.patch(&url), auth)
+                    .header("Content-Type", "application/octet-stream")
+                    .header("Content-Range", &range)
+                    .send(body)
+            })?;
+            match response.status().as_u16() {
+                202 => location = self.session(action, &response)?,
+                400 | 405 | 416 | 501 if offset == 0 => return Ok(None),
+                _ => return Err(self.fail(action, response)),
+            }
+            offset += len as u64;
+            chunks += 1;
+        }
+        Ok(Some((location, chunks)))
+    }
+
+    /// The absolute URL of an upload session from a response's `Location`.
+    fn session(&self, action: &str, response: &Response<Body>) -> Result<String> {
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| Error::Registry {
+                action: action.to_string(),
+                status: response.status().as_u16(),
+                message: "the upload session has no Location header".into(),
+            })?;
+        Ok(absolute(&self.base, location))
     }
 
     /// PUT a manifest under a tag or digest.
@@ -625,19 +724,31 @@ fn with_auth<B>(request: ureq::RequestBuilder<B>, auth: Option<&str>) -> ureq::R
     }
 }
 
-/// The URL that completes an upload: `Location` may be absolute or relative
-/// and may already carry a query.
-fn upload_url(base: &str, location: &str, digest: &str) -> String {
-    let absolute = if location.starts_with("http://") || location.starts_with("https://") {
+/// How a blob got into a repository.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Upload {
+    /// Mounted from another repository of the registry: no bytes sent.
+    Mounted,
+    /// Sent in this many requests.
+    Uploaded { chunks: usize },
+}
+
+/// A `Location` made absolute: it may be absolute or relative.
+fn absolute(base: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
         location.to_string()
     } else if location.starts_with('/') {
         format!("{base}{location}")
     } else {
         format!("{base}/{location}")
-    };
-    let separator = if absolute.contains('?') { '&' } else { '?' };
+    }
+}
+
+/// The URL that completes an upload; the session URL may already carry a query.
+fn with_digest(session: &str, digest: &str) -> String {
+    let separator = if session.contains('?') { '&' } else { '?' };
     // A digest holds only `[a-z0-9:]`; `:` is allowed in a query unescaped.
-    format!("{absolute}{separator}digest={digest}")
+    format!("{session}{separator}digest={digest}")
 }
 
 /// The target of `Link: <url>; rel="next"`, if any.
@@ -681,12 +792,13 @@ mod tests {
     #[test]
     fn upload_url_handles_every_location_form() {
         let d = "sha256:ab";
+        let url = |base, location| with_digest(&absolute(base, location), d);
         assert_eq!(
-            upload_url("http://h:1", "http://h:1/v2/r/blobs/uploads/u?_state=x", d),
+            url("http://h:1", "http://h:1/v2/r/blobs/uploads/u?_state=x"),
             "http://h:1/v2/r/blobs/uploads/u?_state=x&digest=sha256:ab"
         );
         assert_eq!(
-            upload_url("https://h", "/v2/r/blobs/uploads/u", d),
+            url("https://h", "/v2/r/blobs/uploads/u"),
             "https://h/v2/r/blobs/uploads/u?digest=sha256:ab"
         );
     }

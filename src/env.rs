@@ -30,6 +30,8 @@ pub const UPDATE_LOCK: &str = "OCIPKG_UPDATE_LOCK";
 pub const CARGO_MANIFEST_DIR: &str = "CARGO_MANIFEST_DIR";
 /// Set by docs.rs: fetch and link nothing.
 pub const DOCS_RS: &str = "DOCS_RS";
+/// Upload chunk size in MiB (default 16) for pushes.
+pub const UPLOAD_CHUNK_MIB: &str = "OCIPKG_UPLOAD_CHUNK_MIB";
 /// Fixed timestamp for reproducible packs.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 

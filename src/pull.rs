@@ -212,7 +212,16 @@ fn fetch_blobs(
         verdict.wait()?;
         unpacked.map_err(|e| Error::invalid(&what, format!("unpacking failed: {e}")))?;
     }
-    cache.commit(staging, digest)
+    let dir = cache.commit(staging, digest)?;
+    for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
+        // Remembered for mounts when pushing; a failure only costs a mount.
+        let _ = cache.record_blob(
+            reference.registry(),
+            blob.digest().as_ref(),
+            reference.repository(),
+        );
+    }
+    Ok(dir)
 }
 
 fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> {

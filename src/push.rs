@@ -1,7 +1,8 @@
 //! Producer side: pushes a package from an OCI image layout to a registry.
 
-use crate::client::Client;
-use crate::env::Env;
+use crate::cache::Cache;
+use crate::client::{Client, Upload};
+use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::format;
 use crate::layout::Layout;
@@ -31,6 +32,8 @@ pub struct Pushed {
     pub index_digest: Option<String>,
     /// Blobs uploaded (blobs the registry already had are skipped).
     pub uploaded_blobs: usize,
+    /// Blobs mounted from another repository of the registry.
+    pub mounted_blobs: usize,
 }
 
 /// Pushes the package in the layout at `path` (directory or `.tar`) to
@@ -84,9 +87,28 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         Error::invalid(format!("the manifest in {}", path.display()), e.to_string())
     })?;
 
-    let mut client = Client::for_reference(&reference, &Env::process(false), true)?;
-    let mut uploaded_blobs = 0;
-    let blobs = std::iter::once(manifest.config()).chain(manifest.layers().iter());
+    let env = Env::process(false);
+    // The cache remembers where blobs were seen; without one, no mounts.
+    let cache = Cache::from_env(&env).ok();
+    let (registry, repository) = (reference.registry(), reference.repository());
+    let blobs: Vec<&Descriptor> = std::iter::once(manifest.config())
+        .chain(manifest.layers().iter())
+        .collect();
+    let seen_in = |digest: &str| {
+        cache
+            .as_ref()
+            .and_then(|c| c.blob_seen_in(registry, digest))
+            .filter(|r| r != repository)
+    };
+    let mut client = Client::for_reference(&reference, &env, true)?;
+    let mut sources: Vec<String> = blobs
+        .iter()
+        .filter_map(|b| seen_in(b.digest().as_ref()))
+        .collect();
+    sources.sort();
+    sources.dedup();
+    client.also_pull(sources);
+    let mut missing = Vec::new();
     for blob in blobs {
         let digest = blob.digest().to_string();
         if client.has_blob(&digest)? {
@@ -99,8 +121,26 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
                 format!("blob {digest} named by the manifest is missing"),
             ));
         }
-        client.upload_blob(&file, &digest)?;
-        uploaded_blobs += 1;
+        let from = seen_in(&digest);
+        missing.push(Job {
+            digest,
+            file,
+            size: blob.size(),
+            from,
+        });
+    }
+    let chunk_size = upload_chunk_size(&env)?;
+    let done = upload_all(&client, missing, chunk_size)?;
+    let uploaded_blobs = done
+        .iter()
+        .filter(|(_, how)| matches!(how, Upload::Uploaded { .. }))
+        .count();
+    let mounted_blobs = done.len() - uploaded_blobs;
+    if let Some(cache) = &cache {
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
+            // A failure to remember only costs a future mount.
+            let _ = cache.record_blob(registry, blob.digest().as_ref(), repository);
+        }
     }
     let media_type = entry.media_type().to_string();
     let tag = reference.tag().unwrap_or("latest");
@@ -130,7 +170,79 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         manifest_digest,
         index_digest,
         uploaded_blobs,
+        mounted_blobs,
     })
+}
+
+/// A blob to put into the repository.
+struct Job {
+    digest: String,
+    file: std::path::PathBuf,
+    size: u64,
+    /// Another repository of the registry known to hold it.
+    from: Option<String>,
+}
+
+/// Blobs uploaded at once, at most.
+const PARALLEL_UPLOADS: usize = 3;
+
+/// Uploads (or mounts) the blobs, a few at a time, each on its own copy of
+/// the client (sharing its token).
+fn upload_all(client: &Client, jobs: Vec<Job>, chunk_size: u64) -> Result<Vec<(String, Upload)>> {
+    let workers = jobs.len().min(PARALLEL_UPLOADS);
+    let queue = std::sync::Mutex::new(jobs.into_iter());
+    let done = std::sync::Mutex::new(Vec::new());
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                let mut client = client.clone();
+                let (queue, done) = (&queue, &done);
+                scope.spawn(move || -> Result<()> {
+                    loop {
+                        let next = queue.lock().map(|mut q| q.next()).unwrap_or(None);
+                        let Some(job) = next else {
+                            return Ok(());
+                        };
+                        let how = client.upload_blob(
+                            &job.file,
+                            &job.digest,
+                            job.size,
+                            job.from.as_deref(),
+                            chunk_size,
+                        )?;
+                        if let Ok(mut done) = done.lock() {
+                            done.push((job.digest, how));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for handle in handles {
+            handle.join().unwrap_or_else(|_| {
+                Err(Error::usage("an upload thread panicked", "report this bug"))
+            })?;
+        }
+        Ok(())
+    })?;
+    Ok(done.into_inner().unwrap_or_default())
+}
+
+/// `OCIPKG_UPLOAD_CHUNK_MIB` (default 16): blobs larger than this are
+/// uploaded in chunks of this size.
+fn upload_chunk_size(env: &Env) -> Result<u64> {
+    match env.get(env::UPLOAD_CHUNK_MIB) {
+        None => Ok(16 << 20),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(mib) if mib > 0 && mib <= 1024 => Ok(mib << 20),
+            _ => Err(Error::usage(
+                format!(
+                    "{}=`{v}` is not a size in MiB from 1 to 1024",
+                    env::UPLOAD_CHUNK_MIB
+                ),
+                format!("set {} to e.g. 16, or unset it", env::UPLOAD_CHUNK_MIB),
+            )),
+        },
+    }
 }
 
 fn target_of(entry: &Descriptor) -> Option<String> {

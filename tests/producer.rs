@@ -123,7 +123,7 @@ fn republishing_an_unchanged_package_uploads_no_blob() {
     let (layout, reference) = publish_c_package(&registry, "again/answer:1");
     let before = registry.access_log().lines().count();
     let out = stdout(&run(ocipkg().arg("push").arg(&layout)));
-    assert!(out.contains("(0 new blobs)"), "{out}");
+    assert!(out.contains("(0 new blobs, 0 mounted)"), "{out}");
     let log = registry.access_log();
     let uploads: Vec<&str> = log
         .lines()
@@ -288,4 +288,79 @@ fn upstream_ocipkg_and_oras_style_artifacts_are_read() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn blobs_known_in_another_repository_are_mounted_not_uploaded() {
+    let registry = Registry::start();
+    let cache = temp_dir("cache-mount");
+    let staged = stage_c_package("mount-pkg");
+    let first = format!("{}/mount/one:1", registry.host());
+    let second = format!("{}/mount/two:1", registry.host());
+    run(ocipkg()
+        .arg("push")
+        .arg(pack(&staged, &first))
+        .env("OCIPKG_CACHE_DIR", &cache));
+    let before = registry.access_log().lines().count();
+    let out = stdout(&run(ocipkg()
+        .arg("push")
+        .arg(staged.with_extension("oci"))
+        .args(["--tag", &second])
+        .env("OCIPKG_CACHE_DIR", &cache)));
+    assert!(out.contains("(0 new blobs, 2 mounted)"), "{out}");
+    let log = registry.access_log();
+    let new: Vec<&str> = log.lines().skip(before).collect();
+    assert!(
+        new.iter()
+            .any(|l| l.contains("\"POST /v2/mount/two/blobs/uploads/?mount=")
+                && l.contains("\" 201 ")),
+        "{new:#?}"
+    );
+    assert!(
+        !new.iter()
+            .any(|l| l.contains("\"PUT /v2/mount/two/blobs/") || l.contains("\"PATCH ")),
+        "{new:#?}"
+    );
+    run(ocipkg()
+        .args(["pull", &second])
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-mount-pull")));
+}
+
+#[test]
+fn large_blobs_are_uploaded_in_chunks() {
+    let registry = Registry::start();
+    let dir = stage_c_package("chunky-pkg");
+    let mut x: u64 = 0x1234_5678_9abc_def1;
+    let noise: Vec<u8> = (0..3 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
+    let reference = format!("{}/chunky/answer:1", registry.host());
+    let layout = pack(&dir, &reference);
+    run(ocipkg()
+        .arg("push")
+        .arg(&layout)
+        .env("OCIPKG_UPLOAD_CHUNK_MIB", "1")
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-chunky-push")));
+    let patches = registry
+        .access_log()
+        .lines()
+        .filter(|l| l.contains("\"PATCH /v2/chunky/answer/blobs/uploads/") && l.contains("\" 202 "))
+        .count();
+    assert!(
+        patches >= 3,
+        "a 3 MiB layer in 1 MiB chunks: {patches} PATCHes"
+    );
+    let root = stdout(&run(ocipkg()
+        .args(["pull", &reference])
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-chunky"))));
+    assert_eq!(
+        fs::read(format!("{}/lib/noise.bin", root.trim())).unwrap(),
+        noise
+    );
 }
