@@ -33,7 +33,7 @@ enum OcipkgCommand {
         #[arg(long, short)]
         output: PathBuf,
         #[command(flatten)]
-        link: LinkArgs,
+        pack: Box<PackArgs>,
     },
     /// Push a layout written by `ocipkg pack` to its registry.
     ///
@@ -124,9 +124,9 @@ enum CargoCommand {
     Publish(BuildArgs),
 }
 
-/// What `pack` records for consumers.
+/// How `pack` builds the package.
 #[derive(Args)]
-struct LinkArgs {
+struct PackArgs {
     /// Rust target triple the libraries are built for; `push` then adds the
     /// package to the tag's multi-platform index.
     #[arg(long)]
@@ -153,9 +153,21 @@ struct LinkArgs {
     /// gzip level, 0 (store) to 9 (smallest); zstd uses its fastest level.
     #[arg(long, value_name = "0-9")]
     level: Option<u32>,
+    /// Place the files under this directory of the package (e.g. /opt/foo).
+    #[arg(long, value_name = "DIR", default_value = "")]
+    root_dir: String,
+    /// Owner uid of every file (default 0).
+    #[arg(long, default_value_t = 0)]
+    uid: u64,
+    /// Owner gid of every file (default 0).
+    #[arg(long, default_value_t = 0)]
+    gid: u64,
+    /// A manifest annotation KEY=VALUE (repeatable).
+    #[arg(long = "annotation", value_name = "KEY=VALUE")]
+    annotations: Vec<String>,
 }
 
-impl LinkArgs {
+impl PackArgs {
     fn packer(&self) -> Result<crate::Packer> {
         let mut libraries = Vec::new();
         for spec in &self.link_libs {
@@ -199,7 +211,19 @@ impl LinkArgs {
             }
         };
         let mut packer = crate::Packer::new();
-        packer.compression(compression);
+        packer
+            .compression(compression)
+            .root_dir(self.root_dir.clone())
+            .owner(self.uid, self.gid);
+        for annotation in &self.annotations {
+            let Some((key, value)) = annotation.split_once('=') else {
+                return Err(Error::usage(
+                    format!("--annotation {annotation} is not KEY=VALUE"),
+                    "write e.g. --annotation org.opencontainers.image.version=1.2",
+                ));
+            };
+            packer.annotation(key, value);
+        }
         packer.metadata(crate::format::LinkMetadata {
             libraries,
             system_libraries: self.system_libs.clone(),
@@ -262,9 +286,9 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             dir,
             tag,
             output,
-            link,
+            pack,
         } => {
-            let packed = link.packer()?.pack(&dir, &tag, &output)?;
+            let packed = pack.packer()?.pack(&dir, &tag, &output)?;
             println!(
                 "packed {} ({}) into {}",
                 packed.reference,
@@ -399,6 +423,8 @@ fn run_cargo(command: CargoCommand) -> Result<()> {
 /// The package being built, from `cargo metadata`.
 struct CargoPackage {
     link: crate::format::LinkMetadata,
+    /// OCI annotations from Cargo.toml (version, licenses, source).
+    annotations: Vec<(String, String)>,
     id: String,
     name: String,
     dir: PathBuf,
@@ -466,10 +492,15 @@ fn build(args: &BuildArgs) -> Result<crate::Packed> {
         Some(target) => target.clone(),
         None => host_triple()?,
     };
-    let packed = crate::Packer::new()
-        .target(triple)
-        .metadata(package.link.clone())
-        .pack(&staging, &reference, &output);
+    let mut packer = crate::Packer::new();
+    packer.target(triple).metadata(package.link.clone());
+    for (key, value) in &package.annotations {
+        packer.annotation(key, value);
+    }
+    if let Some(revision) = git_revision(&package.dir) {
+        packer.annotation("org.opencontainers.image.revision", revision);
+    }
+    let packed = packer.pack(&staging, &reference, &output);
     let _ = fs::remove_dir_all(&staging);
     packed
 }
@@ -554,8 +585,20 @@ fn select_package(
         frameworks: strings("frameworks"),
         ..Default::default()
     };
+    let mut annotations = Vec::new();
+    for (field, key) in [
+        ("version", "org.opencontainers.image.version"),
+        ("license", "org.opencontainers.image.licenses"),
+        ("repository", "org.opencontainers.image.source"),
+        ("description", "org.opencontainers.image.description"),
+    ] {
+        if let Some(value) = chosen.get(field).and_then(|v| v.as_str()) {
+            annotations.push((key.to_string(), value.to_string()));
+        }
+    }
     Ok(CargoPackage {
         link,
+        annotations,
         id,
         name,
         dir,
@@ -659,6 +702,18 @@ fn host_triple() -> Result<String> {
         .find_map(|l| l.strip_prefix("host: "))
         .map(str::to_string)
         .ok_or_else(|| failed("it printed no `host:` line; pass --target".into()))
+}
+
+/// The full commit hash of HEAD, if `dir` is in a git checkout.
+fn git_revision(dir: &Path) -> Option<String> {
+    let out = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir)
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
 fn git_short_hash(dir: &Path) -> Result<String> {

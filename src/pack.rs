@@ -3,13 +3,14 @@
 //! Packs are reproducible: entries are sorted, owned by uid/gid 0 with no
 //! names, modes normalised to 0755/0644, and dated `SOURCE_DATE_EPOCH` (or 0).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, SCHEMA_VERSION,
+    Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, ANNOTATION_CREATED,
+    SCHEMA_VERSION,
 };
 
 use crate::env::{self, Env};
@@ -46,6 +47,10 @@ pub struct Packer {
     target: Option<String>,
     metadata: LinkMetadata,
     compression: LayerCompression,
+    root_dir: String,
+    uid: u64,
+    gid: u64,
+    annotations: BTreeMap<String, String>,
 }
 
 /// How the package's layer is compressed.
@@ -93,6 +98,28 @@ impl Packer {
         self
     }
 
+    /// Places the files under this directory of the package tree (e.g.
+    /// `/opt/foo`) instead of its root.
+    pub fn root_dir(&mut self, dir: impl Into<String>) -> &mut Self {
+        self.root_dir = dir.into();
+        self
+    }
+
+    /// Owner of every file in the layer (default 0:0).
+    pub fn owner(&mut self, uid: u64, gid: u64) -> &mut Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Adds a manifest annotation (e.g. `org.opencontainers.image.version`).
+    /// With `SOURCE_DATE_EPOCH` set, `org.opencontainers.image.created` is
+    /// added from it.
+    pub fn annotation(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
     /// Packs `dir` for `reference` into `output` (see [`pack`]).
     pub fn pack(&self, dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
         pack_with(self, dir, reference, output)
@@ -117,7 +144,13 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
             "give the directory holding lib/ and include/ to pack",
         ));
     }
-    let mtime = source_date_epoch(&Env::process(false))?;
+    let epoch = source_date_epoch(&Env::process(false))?;
+    let stamp = Stamp {
+        mtime: epoch.unwrap_or(0),
+        uid: options.uid,
+        gid: options.gid,
+    };
+    let root_dir = relative_root(&options.root_dir)?;
     let as_tar = output.extension().is_some_and(|e| e == "tar");
     let staging;
     let layout_dir = if as_tar {
@@ -142,11 +175,11 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         LayerCompression::Gzip { level } => {
             let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(level.min(9)));
             let mut builder = tar::Builder::new(gz);
-            append_tree(&mut builder, dir, Path::new(""), mtime)?;
+            append_rooted(&mut builder, dir, &root_dir, stamp)?;
             builder.into_inner()?.finish()?;
             Ok(())
         }
-        LayerCompression::Zstd => zstd_tar(dir, mtime, w),
+        LayerCompression::Zstd => zstd_tar(dir, &root_dir, stamp, w),
     })?;
     let (config_media_type, config_bytes) = if options.metadata.is_empty() {
         (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
@@ -190,11 +223,16 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         .layers(vec![layer])
         .build()
         .map_err(|e| Error::invalid("the manifest being packed", e.to_string()))?;
+    let mut annotations: HashMap<String, String> =
+        options.annotations.clone().into_iter().collect();
+    if let Some(epoch) = epoch {
+        annotations.insert(ANNOTATION_CREATED.to_string(), rfc3339(epoch));
+    }
     if let Some(target) = &target {
-        manifest.set_annotations(Some(HashMap::from([(
-            TARGET_ANNOTATION.to_string(),
-            target.triple.clone(),
-        )])));
+        annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
+    }
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations));
     }
     let manifest_bytes = canonical_json(&manifest)?;
     let manifest_digest = layout.write_blob(&manifest_bytes)?;
@@ -232,7 +270,12 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         let file = File::create(output)
             .map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
         let mut builder = tar::Builder::new(io::BufWriter::new(file));
-        append_tree(&mut builder, layout.dir(), Path::new(""), mtime)
+        let layout_stamp = Stamp {
+            uid: 0,
+            gid: 0,
+            ..stamp
+        };
+        append_tree(&mut builder, layout.dir(), Path::new(""), layout_stamp)
             .and_then(|()| builder.into_inner()?.flush())
             .map_err(|e| {
                 let _ = fs::remove_file(output);
@@ -249,12 +292,12 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
 /// tar of `dir` → zstd → `out`. The tar is written on a second thread into
 /// a pipe that the (pure Rust) compressor reads; I/O errors on either side
 /// are caught around the compressor, which cannot report them itself.
-fn zstd_tar(dir: &Path, mtime: u64, out: &mut impl Write) -> io::Result<()> {
+fn zstd_tar(dir: &Path, root_dir: &Path, stamp: Stamp, out: &mut impl Write) -> io::Result<()> {
     let (reader, writer) = io::pipe()?;
-    let dir = dir.to_path_buf();
+    let (dir, root_dir) = (dir.to_path_buf(), root_dir.to_path_buf());
     let producer = std::thread::spawn(move || -> io::Result<()> {
         let mut builder = tar::Builder::new(io::BufWriter::new(writer));
-        append_tree(&mut builder, &dir, Path::new(""), mtime)?;
+        append_rooted(&mut builder, &dir, &root_dir, stamp)?;
         builder.into_inner()?.flush()
     });
     let mut source = Guarded::new(reader);
@@ -326,15 +369,91 @@ fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
     })
 }
 
-fn source_date_epoch(env: &Env) -> Result<u64> {
+/// `--root-dir`: a relative path without `..` (leading `/` ignored).
+fn relative_root(root: &str) -> Result<PathBuf> {
+    let trimmed = root.trim_start_matches('/');
+    let path = PathBuf::from(trimmed);
+    if path
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::usage(
+            format!("root dir `{root}` is not a plain directory path"),
+            "give a path like /opt/foo (no `..`)",
+        ));
+    }
+    Ok(path)
+}
+
+/// Seconds since the epoch as RFC 3339 (`2023-11-14T22:13:20Z`).
+fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+fn source_date_epoch(env: &Env) -> Result<Option<u64>> {
     match env.get(env::SOURCE_DATE_EPOCH) {
-        None => Ok(0),
-        Some(v) => v.trim().parse().map_err(|_| {
+        None => Ok(None),
+        Some(v) => v.trim().parse().map(Some).map_err(|_| {
             Error::usage(
                 format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
                 "set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. `$(git log -1 --format=%ct)`",
             )
         }),
+    }
+}
+
+/// Normalised metadata of every tar entry.
+#[derive(Clone, Copy, Debug)]
+struct Stamp {
+    mtime: u64,
+    uid: u64,
+    gid: u64,
+}
+
+/// Appends the directories of `prefix` (`a`, `a/b`, ...), then `src`'s tree
+/// under it.
+fn append_rooted<W: Write>(
+    builder: &mut tar::Builder<W>,
+    src: &Path,
+    prefix: &Path,
+    stamp: Stamp,
+) -> io::Result<()> {
+    let mut dir = PathBuf::new();
+    for component in prefix.components() {
+        dir.push(component);
+        let mut header = stamp.header();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        builder.append_data(&mut header, &dir, io::empty())?;
+    }
+    append_tree(builder, src, prefix, stamp)
+}
+
+impl Stamp {
+    fn header(&self) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(self.uid);
+        header.set_gid(self.gid);
+        header.set_mtime(self.mtime);
+        header
     }
 }
 
@@ -344,7 +463,7 @@ fn append_tree<W: Write>(
     builder: &mut tar::Builder<W>,
     src: &Path,
     prefix: &Path,
-    mtime: u64,
+    stamp: Stamp,
 ) -> io::Result<()> {
     let mut entries: Vec<(std::ffi::OsString, PathBuf)> = fs::read_dir(src)?
         .map(|e| e.map(|e| (e.file_name(), e.path())))
@@ -353,16 +472,13 @@ fn append_tree<W: Write>(
     for (name, path) in entries {
         let rel = prefix.join(&name);
         let meta = fs::symlink_metadata(&path)?;
-        let mut header = tar::Header::new_gnu();
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_mtime(mtime);
+        let mut header = stamp.header();
         if meta.is_dir() {
             header.set_entry_type(tar::EntryType::Directory);
             header.set_mode(0o755);
             header.set_size(0);
             builder.append_data(&mut header, &rel, io::empty())?;
-            append_tree(builder, &path, &rel, mtime)?;
+            append_tree(builder, &path, &rel, stamp)?;
         } else if meta.file_type().is_symlink() {
             header.set_entry_type(tar::EntryType::Symlink);
             header.set_mode(0o777);
@@ -388,4 +504,23 @@ fn is_executable(meta: &fs::Metadata) -> bool {
 #[cfg(not(unix))]
 fn is_executable(_meta: &fs::Metadata) -> bool {
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn root_dirs_are_plain_relative_paths() {
+        assert_eq!(relative_root("/opt/foo").unwrap(), PathBuf::from("opt/foo"));
+        assert_eq!(relative_root("").unwrap(), PathBuf::new());
+        assert!(relative_root("../x").is_err());
+    }
 }

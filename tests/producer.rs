@@ -364,3 +364,57 @@ fn large_blobs_are_uploaded_in_chunks() {
         noise
     );
 }
+
+#[test]
+fn root_dir_owner_and_annotations_are_applied() {
+    let staged = stage_c_package("rooted-pkg");
+    let (layout, digest) = pack_digest(
+        &staged,
+        "registry.example/rooted/answer:1",
+        &[
+            "--root-dir",
+            "/opt/answer",
+            "--uid",
+            "1000",
+            "--gid",
+            "100",
+            "--annotation",
+            "org.opencontainers.image.version=1.2.3",
+        ],
+        &[("SOURCE_DATE_EPOCH", "1700000000")],
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&read(&layout.join("blobs/sha256").join(&digest[7..]))).unwrap();
+    let annotations = &manifest["annotations"];
+    assert_eq!(annotations["org.opencontainers.image.version"], "1.2.3");
+    assert_eq!(
+        annotations["org.opencontainers.image.created"],
+        "2023-11-14T22:13:20Z"
+    );
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let blob = fs::File::open(layout.join("blobs/sha256").join(&layer[7..])).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    let entries: Vec<(String, u64, u64, u64)> = archive
+        .entries()
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let h = e.header();
+            (
+                e.path().unwrap().display().to_string(),
+                h.uid().unwrap(),
+                h.gid().unwrap(),
+                h.mtime().unwrap(),
+            )
+        })
+        .collect();
+    let paths: Vec<&str> = entries.iter().map(|e| e.0.as_str()).collect();
+    assert_eq!(&paths[..2], ["opt", "opt/answer"], "{paths:?}");
+    assert!(paths.contains(&"opt/answer/lib/libanswer.a"), "{paths:?}");
+    assert!(
+        entries
+            .iter()
+            .all(|e| (e.1, e.2, e.3) == (1000, 100, 1_700_000_000)),
+        "{entries:?}"
+    );
+}
