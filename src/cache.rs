@@ -96,6 +96,128 @@ impl Cache {
         Some(digest.trim().to_string())
     }
 
+    /// Every complete package: manifest digest, directory and size in bytes.
+    pub(crate) fn packages(&self) -> Vec<(String, PathBuf, u64)> {
+        let dir = self.root.join("pkgs").join("sha256");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return Vec::new();
+        };
+        let mut found: Vec<(String, PathBuf, u64)> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().join("root").is_dir())
+            .map(|e| {
+                let digest = format!("sha256:{}", e.file_name().to_string_lossy());
+                (digest, e.path(), tree_size(&e.path()))
+            })
+            .collect();
+        found.sort();
+        found
+    }
+
+    /// Every recorded tag (`registry/repository:tag`) with its digest.
+    pub(crate) fn refs(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let root = self.root.join("refs");
+        let mut stack = vec![root.clone()];
+        while let Some(dir) = stack.pop() {
+            let Ok(entries) = fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let Ok(rel) = path.strip_prefix(&root) else {
+                    continue;
+                };
+                let parts: Vec<String> = rel
+                    .components()
+                    .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                    .collect();
+                let (Some((tag, repo)), Some(registry)) = (parts[1..].split_last(), parts.first())
+                else {
+                    continue;
+                };
+                if tag.contains(".tmp") {
+                    continue;
+                }
+                if let Ok(digest) = fs::read_to_string(&path) {
+                    // `_` stands for `:` (a port) in the registry's directory name.
+                    let registry = registry.replacen('_', ":", 1);
+                    out.push((
+                        format!("{registry}/{}:{tag}", repo.join("/")),
+                        digest.trim().to_string(),
+                    ));
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// The manifest digests an index digest stands for (itself if it is no index).
+    pub(crate) fn manifests_of(&self, digest: &str) -> Vec<String> {
+        match self
+            .index(digest)
+            .ok()
+            .flatten()
+            .and_then(|bytes| oci_spec::image::ImageIndex::from_reader(&bytes[..]).ok())
+        {
+            Some(index) => index
+                .manifests()
+                .iter()
+                .map(|e| e.digest().to_string())
+                .collect(),
+            None => vec![digest.to_string()],
+        }
+    }
+
+    /// Removes a package (under its lock, so no build is using it midway).
+    pub(crate) fn remove_package(&self, digest: &str) -> Result<u64> {
+        let _lock = self.lock(digest)?;
+        let dir = self.package_dir(digest)?;
+        let size = tree_size(&dir);
+        // Rename first: the package disappears at once, then is deleted.
+        let doomed = self
+            .root
+            .join("tmp")
+            .join(format!("{}.removing", hex_part(digest)?));
+        create_dir_all(&self.root.join("tmp"))?;
+        fs::rename(&dir, &doomed)
+            .and_then(|()| fs::remove_dir_all(&doomed))
+            .map_err(|e| Error::io(format!("removing {}", dir.display()), e))?;
+        Ok(size)
+    }
+
+    /// Removes leftovers of fetches no process is running any more (their
+    /// package's lock is free); returns the bytes freed.
+    pub(crate) fn remove_leftovers(&self) -> u64 {
+        let Ok(entries) = fs::read_dir(self.root.join("tmp")) else {
+            return 0;
+        };
+        let mut freed = 0;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let hex = name.split('.').next().unwrap_or_default();
+            let lock = self.root.join("locks").join(format!("{hex}.lock"));
+            let free = fs::File::open(&lock)
+                .map(|f| f.try_lock().is_ok())
+                .unwrap_or(true);
+            if free {
+                freed += tree_size(&entry.path());
+                let _ = fs::remove_dir_all(entry.path());
+            }
+        }
+        freed
+    }
+
+    /// The cache root.
+    pub(crate) fn root(&self) -> &std::path::Path {
+        &self.root
+    }
+
     /// Remembers that `repository` of `registry` holds blob `digest`, so a
     /// later push to another repository can mount it instead of uploading.
     pub(crate) fn record_blob(&self, registry: &str, digest: &str, repository: &str) -> Result<()> {
@@ -199,4 +321,17 @@ impl Cache {
             }
         }
     }
+}
+
+/// Bytes of all files under `path`.
+fn tree_size(path: &std::path::Path) -> u64 {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if !meta.is_dir() {
+        return meta.len();
+    }
+    fs::read_dir(path)
+        .map(|entries| entries.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
 }

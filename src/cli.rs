@@ -11,9 +11,16 @@ use clap::{Args, Parser, Subcommand};
 use crate::error::{Error, Result};
 
 /// Pack, push and pull prebuilt libraries as OCI artifacts.
+///
+/// Exit codes: 0 success, 1 failure (the message says what to do), 2 bad
+/// arguments.
 #[derive(Parser)]
-#[command(name = "ocipkg", version, about)]
+#[command(name = "ocipkg", version, about, long_about)]
 struct Ocipkg {
+    /// Print the result as JSON on stdout (pack, push, pull, inspect, list,
+    /// prune, save, load, tags, lock).
+    #[arg(long, global = true)]
+    json: bool,
     #[command(subcommand)]
     command: OcipkgCommand,
 }
@@ -54,6 +61,59 @@ enum OcipkgCommand {
         reference: String,
         /// Rust target triple whose build to fetch from a multi-platform
         /// package (default: this machine's).
+        #[arg(long)]
+        target: Option<String>,
+        /// Also copy the package tree into this directory (new or empty).
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Describe a package: digests, platforms, annotations, layers, link
+    /// metadata and files. Fetches it (verified) into the cache.
+    ///
+    /// Example: ocipkg inspect ghcr.io/org/libfoo:1.2   or   ocipkg inspect libfoo.tar
+    Inspect {
+        /// Package reference, or path of an OCI image layout (dir or .tar).
+        package: String,
+        /// Rust target triple whose build to describe (default: this machine's).
+        #[arg(long)]
+        target: Option<String>,
+    },
+    /// List the packages in the local cache, with sizes and tags.
+    ///
+    /// Example: ocipkg list --json
+    List,
+    /// Remove cached packages no recorded tag points at any more (older
+    /// versions) and leftovers of interrupted fetches; --all empties the cache.
+    ///
+    /// Example: ocipkg prune
+    Prune {
+        /// Remove every package and record.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Download a package, every platform, into an OCI image layout or
+    /// archive, for air-gapped machines (see `load`).
+    ///
+    /// Example: ocipkg save ghcr.io/org/libfoo:1.2 -o libfoo.tar
+    Save {
+        /// Package reference.
+        reference: String,
+        /// Layout directory, or an archive if it ends in `.tar`.
+        #[arg(long, short)]
+        output: PathBuf,
+    },
+    /// Put a package from an OCI image layout or archive (from `save` or
+    /// `pack`) into the local cache, verified, so that offline builds find it
+    /// by its tag.
+    ///
+    /// Example: ocipkg load libfoo.tar && OCIPKG_OFFLINE=1 cargo build
+    Load {
+        /// Layout directory or `.tar`.
+        path: PathBuf,
+        /// The reference builds use (default: the one recorded in the layout).
+        #[arg(long)]
+        tag: Option<String>,
+        /// Rust target triple whose build to load (default: this machine's).
         #[arg(long)]
         target: Option<String>,
     },
@@ -261,7 +321,19 @@ struct BuildArgs {
 /// Entry point of the `ocipkg` binary.
 pub fn ocipkg_main() -> ExitCode {
     let cli = Ocipkg::parse();
-    report(run_ocipkg(cli.command))
+    report(run_ocipkg(cli.command, cli.json))
+}
+
+/// Prints `value` as JSON, or the human form.
+fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> Result<()> {
+    if json {
+        let text = serde_json::to_string_pretty(value)
+            .map_err(|e| Error::invalid("the JSON output", e.to_string()))?;
+        println!("{text}");
+    } else {
+        human(value);
+    }
+    Ok(())
 }
 
 /// Entry point of the `cargo-ocipkg` binary (`cargo ocipkg ...`).
@@ -280,7 +352,7 @@ fn report(result: Result<()>) -> ExitCode {
     }
 }
 
-fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
+fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
     match command {
         OcipkgCommand::Pack {
             dir,
@@ -289,31 +361,94 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             pack,
         } => {
             let packed = pack.packer()?.pack(&dir, &tag, &output)?;
-            println!(
-                "packed {} ({}) into {}",
-                packed.reference,
-                packed.manifest_digest,
-                packed.output.display()
-            );
+            show(json, &packed, |p| {
+                println!(
+                    "packed {} ({}) into {}",
+                    p.reference,
+                    p.manifest_digest,
+                    p.output.display()
+                )
+            })?;
         }
         OcipkgCommand::Push { path, tag } => {
             let pushed = crate::push(&path, tag.as_deref())?;
-            print_pushed(&pushed);
+            show(json, &pushed, print_pushed)?;
         }
-        OcipkgCommand::Pull { reference, target } => {
+        OcipkgCommand::Pull {
+            reference,
+            target,
+            output,
+        } => {
             let mut linker = crate::Linker::new();
             if let Some(target) = target {
                 linker.target(target);
             }
             let fetched = linker.fetch(&reference)?;
-            println!("{}", fetched.root.display());
-            eprintln!("pulled {reference} ({})", fetched.manifest_digest);
+            if let Some(output) = &output {
+                copy_out(&fetched.root, output)?;
+            }
+            show(json, &fetched, |f| {
+                println!("{}", output.as_ref().unwrap_or(&f.root).display());
+                eprintln!("pulled {reference} ({})", f.manifest_digest);
+            })?;
+        }
+        OcipkgCommand::Inspect { package, target } => {
+            let inspection = crate::inspect(&package, target.as_deref())?;
+            show(json, &inspection, print_inspection)?;
+        }
+        OcipkgCommand::List => {
+            let packages = crate::list_cache()?;
+            show(json, &packages, |packages| {
+                for p in packages {
+                    println!(
+                        "{}  {:>10}  {}",
+                        p.digest,
+                        human_size(p.size),
+                        if p.references.is_empty() {
+                            "(no tag)".to_string()
+                        } else {
+                            p.references.join(", ")
+                        }
+                    );
+                }
+            })?;
+        }
+        OcipkgCommand::Prune { all } => {
+            let pruned = crate::prune(all)?;
+            show(json, &pruned, |p| {
+                println!(
+                    "removed {} packages, freed {}",
+                    p.removed.len(),
+                    human_size(p.freed_bytes)
+                )
+            })?;
+        }
+        OcipkgCommand::Save { reference, output } => {
+            let saved = crate::save(&reference, &output)?;
+            show(json, &saved, |s| {
+                println!(
+                    "saved {reference} ({}, {} blobs) to {}",
+                    s.digest,
+                    s.blobs,
+                    s.output.display()
+                )
+            })?;
+        }
+        OcipkgCommand::Load { path, tag, target } => {
+            let fetched = crate::load(&path, tag.as_deref(), target.as_deref())?;
+            show(json, &fetched, |f| {
+                println!("{}", f.root.display());
+                eprintln!("loaded {} ({})", path.display(), f.manifest_digest);
+            })?;
         }
         OcipkgCommand::Lock { references, dir } => {
             let references: Vec<&str> = references.iter().map(String::as_str).collect();
-            for (reference, digest) in crate::lock(&references, &dir)? {
-                println!("locked {reference} to {digest}");
-            }
+            let locked = crate::lock(&references, &dir)?;
+            show(json, &locked, |locked| {
+                for (reference, digest) in locked {
+                    println!("locked {reference} to {digest}");
+                }
+            })?;
         }
         OcipkgCommand::Login {
             registry,
@@ -335,12 +470,69 @@ fn run_ocipkg(command: OcipkgCommand) -> Result<()> {
             );
         }
         OcipkgCommand::Tags { repository } => {
-            for tag in crate::list_tags(&repository)? {
-                println!("{tag}");
-            }
+            let tags = crate::list_tags(&repository)?;
+            show(json, &tags, |tags| {
+                for tag in tags {
+                    println!("{tag}");
+                }
+            })?;
         }
     }
     Ok(())
+}
+
+fn print_inspection(i: &crate::Inspection) {
+    println!("package:   {}", i.source);
+    println!("digest:    {}", i.digest);
+    if !i.platforms.is_empty() {
+        println!("platforms: {}", i.platforms.join(", "));
+        println!("manifest:  {} (this target's)", i.manifest_digest);
+    }
+    for (key, value) in &i.annotations {
+        println!("annotation {key}: {value}");
+    }
+    for layer in &i.layers {
+        println!("layer:     {layer}");
+    }
+    if !i.link_metadata.is_empty() {
+        let text = serde_json::to_string(&i.link_metadata).unwrap_or_default();
+        println!("link:      {text}");
+    }
+    println!("files:");
+    for file in &i.files {
+        println!("  {file}");
+    }
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["B", "KiB", "MiB", "GiB"];
+    let mut value = bytes as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{bytes} B")
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// Copies a package tree into `output` (which must be new or empty).
+fn copy_out(root: &Path, output: &Path) -> Result<()> {
+    if output.exists()
+        && fs::read_dir(output)
+            .map_err(|e| Error::io(format!("reading {}", output.display()), e))?
+            .next()
+            .is_some()
+    {
+        return Err(Error::usage(
+            format!("{} exists and is not empty", output.display()),
+            "give a new or empty directory to --output",
+        ));
+    }
+    copy_tree(root, output)
 }
 
 /// The password from stdin (`--password-stdin`), or typed at a prompt

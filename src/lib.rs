@@ -79,6 +79,7 @@ mod directive;
 mod env;
 mod error;
 pub mod format;
+mod inventory;
 mod layout;
 mod link;
 mod linker;
@@ -91,6 +92,7 @@ mod reference;
 mod retry;
 mod stream;
 mod tempdir;
+mod transfer;
 mod unpack;
 
 #[cfg(feature = "cli")]
@@ -101,11 +103,13 @@ use std::path::{Path, PathBuf};
 
 pub use directive::{Directive, LinkKind};
 pub use error::{Error, Result};
+pub use inventory::{inspect, list_cache, prune, CachedPackage, Inspection, Pruned};
 pub use link::Library;
 pub use linker::{Fetched, Linker, Package};
 pub use pack::{pack, LayerCompression, Packed, Packer};
 pub use push::{push, Pushed};
 pub use reference::Reference;
+pub use transfer::{load, save, Saved};
 
 use client::Client;
 use env::Env;

@@ -29,7 +29,7 @@ pub struct Linker {
 }
 
 /// A package fetched into the cache (see [`Linker::fetch`]).
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Fetched {
     /// The unpacked package tree.
     pub root: PathBuf,
@@ -299,7 +299,7 @@ fn preferred_kind(reference: &Reference, env: &Env) -> Result<Option<LinkKind>> 
 }
 
 /// The link metadata of a cached package (empty for an OCI empty config).
-fn read_metadata(dir: &Path) -> Result<LinkMetadata> {
+pub(crate) fn read_metadata(dir: &Path) -> Result<LinkMetadata> {
     let read = |name: &str| {
         std::fs::read(dir.join(name))
             .map_err(|e| Error::io(format!("reading {}", dir.join(name).display()), e))

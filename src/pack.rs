@@ -22,7 +22,7 @@ use crate::reference::Reference;
 use crate::tempdir::TempDir;
 
 /// What [`pack`] wrote.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Packed {
     /// The reference the package will be pushed to.
     pub reference: String,
@@ -151,24 +151,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         gid: options.gid,
     };
     let root_dir = relative_root(&options.root_dir)?;
-    let as_tar = output.extension().is_some_and(|e| e == "tar");
-    let staging;
-    let layout_dir = if as_tar {
-        if output.exists() {
-            return Err(Error::usage(
-                format!("output {} exists", output.display()),
-                "remove it or choose another --output",
-            ));
-        }
-        let parent = output
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        staging = TempDir::new_in(parent, ".ocipkg-pack-")?;
-        staging.path().to_path_buf()
-    } else {
-        output.to_path_buf()
-    };
+    let (layout_dir, _staging) = layout_target(output)?;
     let layout = Layout::create(&layout_dir)?;
 
     let (layer_digest, layer_size) = layout.write_blob_with(|w| match options.compression {
@@ -266,27 +249,57 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         .map_err(|e| Error::invalid("the index being packed", e.to_string()))?;
     layout.write_index(&index)?;
 
-    if as_tar {
-        let file = File::create(output)
-            .map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
-        let mut builder = tar::Builder::new(io::BufWriter::new(file));
-        let layout_stamp = Stamp {
-            uid: 0,
-            gid: 0,
-            ..stamp
-        };
-        append_tree(&mut builder, layout.dir(), Path::new(""), layout_stamp)
-            .and_then(|()| builder.into_inner()?.flush())
-            .map_err(|e| {
-                let _ = fs::remove_file(output);
-                Error::io(format!("writing {}", output.display()), e)
-            })?;
-    }
+    finish_layout(layout.dir(), output, stamp.mtime)?;
     Ok(Packed {
         reference: reference.to_string(),
         manifest_digest,
         output: output.to_path_buf(),
     })
+}
+
+/// Where to build a layout for `output`: `output` itself, or (for a `.tar`
+/// output) a staging dir beside it, removed when the guard drops.
+pub(crate) fn layout_target(output: &Path) -> Result<(PathBuf, Option<TempDir>)> {
+    if !is_tar(output) {
+        return Ok((output.to_path_buf(), None));
+    }
+    if output.exists() {
+        return Err(Error::usage(
+            format!("output {} exists", output.display()),
+            "remove it or choose another --output",
+        ));
+    }
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = TempDir::new_in(parent, ".ocipkg-layout-")?;
+    Ok((staging.path().to_path_buf(), Some(staging)))
+}
+
+fn is_tar(output: &Path) -> bool {
+    output.extension().is_some_and(|e| e == "tar")
+}
+
+/// For a `.tar` output, archives the layout built in `layout_dir` into it.
+pub(crate) fn finish_layout(layout_dir: &Path, output: &Path, mtime: u64) -> Result<()> {
+    if !is_tar(output) {
+        return Ok(());
+    }
+    let file =
+        File::create(output).map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(file));
+    let stamp = Stamp {
+        mtime,
+        uid: 0,
+        gid: 0,
+    };
+    append_tree(&mut builder, layout_dir, Path::new(""), stamp)
+        .and_then(|()| builder.into_inner()?.flush())
+        .map_err(|e| {
+            let _ = fs::remove_file(output);
+            Error::io(format!("writing {}", output.display()), e)
+        })
 }
 
 /// tar of `dir` → zstd → `out`. The tar is written on a second thread into

@@ -1,19 +1,83 @@
 //! Brings a reference into the cache: resolve → verified stream → cache.
 
 use std::fs;
+use std::io::Read;
 use std::path::PathBuf;
 
 use oci_spec::image::{ImageIndex, ImageManifest};
 
 use crate::cache::Cache;
-use crate::client::Client;
+use crate::client::{Client, FetchedManifest};
 use crate::digest::{self, VerifyingReader};
 use crate::error::{Error, Result};
 use crate::format;
+use crate::layout::Layout;
 use crate::platform::{self, Target};
 use crate::reference::Reference;
 use crate::stream;
 use crate::unpack::unpack_layer;
+
+/// Where manifests and blobs come from: a registry, or an OCI image layout.
+pub(crate) trait Source {
+    /// A manifest or index by tag or digest.
+    fn manifest(&mut self, reference: &str) -> Result<FetchedManifest>;
+    /// A blob's bytes, to be verified by the caller.
+    fn blob(&mut self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>>;
+}
+
+impl Source for Client {
+    fn manifest(&mut self, reference: &str) -> Result<FetchedManifest> {
+        self.get_manifest(reference)
+    }
+    fn blob(&mut self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>> {
+        self.get_blob(digest, size)
+    }
+}
+
+impl Source for Layout {
+    fn manifest(&mut self, reference: &str) -> Result<FetchedManifest> {
+        let index = self.read_index()?;
+        let by_digest = reference.starts_with("sha256:");
+        let entry = index.manifests().iter().find(|e| {
+            if by_digest {
+                e.digest().as_ref() == reference
+            } else {
+                e.annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(format::REF_NAME_ANNOTATION))
+                    .is_some_and(|name| name == reference)
+            }
+        });
+        let entry = match (entry, index.manifests().as_slice()) {
+            (Some(entry), _) => Some(entry),
+            (None, [only]) if !by_digest => Some(only),
+            _ => None,
+        };
+        let (digest, media_type) = match entry {
+            Some(e) => (e.digest().to_string(), Some(e.media_type().to_string())),
+            // A digest not listed in index.json may still be a blob (an
+            // index's platform manifest).
+            None if by_digest => (reference.to_string(), None),
+            None => {
+                return Err(Error::invalid(
+                    format!("the layout {}", self.dir().display()),
+                    format!("it has no manifest tagged `{reference}`"),
+                ))
+            }
+        };
+        Ok(FetchedManifest {
+            bytes: self.read_blob(&digest)?,
+            media_type,
+            digest_header: None,
+        })
+    }
+    fn blob(&mut self, digest: &str, _size: u64) -> Result<Box<dyn Read + Send>> {
+        let path = self.blob_path(digest)?;
+        let file = std::fs::File::open(&path)
+            .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        Ok(Box::new(file))
+    }
+}
 
 /// A package present in the cache.
 pub(crate) struct Cached {
@@ -65,7 +129,7 @@ pub(crate) fn from_cache(reference: &Reference, target: &Target, cache: &Cache) 
 pub(crate) fn pull(
     reference: &Reference,
     target: &Target,
-    client: &mut Client,
+    client: &mut dyn Source,
     cache: &Cache,
 ) -> Result<Cached> {
     // A digest-pinned reference that is cached needs no network at all.
@@ -74,16 +138,8 @@ pub(crate) fn pull(
             return Ok(found);
         }
     }
-    let fetched = client.get_manifest(reference.manifest_reference())?;
-    let resolved = digest::sha256(&fetched.bytes);
+    let (fetched, resolved) = resolve(reference, client)?;
     let what = format!("the manifest of {reference}");
-    if let Some(pinned) = reference.digest() {
-        digest::verify_bytes(&what, &fetched.bytes, pinned, None)?;
-    } else if let Some(header) = fetched.digest_header.as_deref() {
-        if header.starts_with("sha256:") {
-            digest::verify_bytes(&what, &fetched.bytes, header, None)?;
-        }
-    }
     let (manifest_bytes, digest) = if is_index(&fetched.bytes, fetched.media_type.as_deref()) {
         let index = parse_index(&fetched.bytes, &what)?;
         cache.store_index(&resolved, &fetched.bytes)?;
@@ -99,14 +155,10 @@ pub(crate) fn pull(
                 resolved,
             });
         }
-        let platform_manifest = client.get_manifest(&entry_digest)?;
-        digest::verify_bytes(
-            &format!("the {} manifest of {reference}", platform::describe(entry)),
-            &platform_manifest.bytes,
-            &entry_digest,
-            Some(entry.size()),
-        )?;
-        (platform_manifest.bytes, entry_digest)
+        (
+            entry_manifest(client, entry, &reference.to_string())?,
+            entry_digest,
+        )
     } else {
         (fetched.bytes, resolved.clone())
     };
@@ -132,7 +184,43 @@ pub(crate) fn pull(
     })
 }
 
-fn is_index(bytes: &[u8], media_type: Option<&str>) -> bool {
+/// The manifest (or index) `reference` names, checked against the pinned
+/// digest or the registry's `Docker-Content-Digest`; and its digest.
+pub(crate) fn resolve(
+    reference: &Reference,
+    source: &mut dyn Source,
+) -> Result<(FetchedManifest, String)> {
+    let fetched = source.manifest(reference.manifest_reference())?;
+    let digest = digest::sha256(&fetched.bytes);
+    let what = format!("the manifest of {reference}");
+    if let Some(pinned) = reference.digest() {
+        digest::verify_bytes(&what, &fetched.bytes, pinned, None)?;
+    } else if let Some(header) = fetched.digest_header.as_deref() {
+        if header.starts_with("sha256:") {
+            digest::verify_bytes(&what, &fetched.bytes, header, None)?;
+        }
+    }
+    Ok((fetched, digest))
+}
+
+/// A platform manifest named by an index entry, verified.
+pub(crate) fn entry_manifest(
+    source: &mut dyn Source,
+    entry: &oci_spec::image::Descriptor,
+    what: &str,
+) -> Result<Vec<u8>> {
+    let digest = entry.digest().to_string();
+    let fetched = source.manifest(&digest)?;
+    digest::verify_bytes(
+        &format!("the {} manifest of {what}", platform::describe(entry)),
+        &fetched.bytes,
+        &digest,
+        Some(entry.size()),
+    )?;
+    Ok(fetched.bytes)
+}
+
+pub(crate) fn is_index(bytes: &[u8], media_type: Option<&str>) -> bool {
     let declared = serde_json::from_slice::<serde_json::Value>(bytes)
         .ok()
         .and_then(|json| {
@@ -147,7 +235,7 @@ fn is_index(bytes: &[u8], media_type: Option<&str>) -> bool {
         || declared == "application/vnd.docker.distribution.manifest.list.v2+json"
 }
 
-fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
+pub(crate) fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
     ImageIndex::from_reader(bytes)
         .map_err(|e| Error::invalid(what, format!("it is not an OCI image index: {e}")))
 }
@@ -158,7 +246,7 @@ fn fetch_blobs(
     manifest: &ImageManifest,
     manifest_bytes: &[u8],
     digest: &str,
-    client: &mut Client,
+    client: &mut dyn Source,
     cache: &Cache,
 ) -> Result<PathBuf> {
     let _lock = cache.lock(digest)?;
@@ -204,7 +292,7 @@ fn fetch_blobs(
             ));
         };
         digest::hex_part(&layer_digest)?;
-        let body = client.get_blob(&layer_digest, layer.size())?;
+        let body = client.blob(&layer_digest, layer.size())?;
         let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
         let unpacked = unpack_layer(stream, &kind, &root);
         // Verify first: a digest mismatch or broken download explains a broken
@@ -224,7 +312,7 @@ fn fetch_blobs(
     Ok(dir)
 }
 
-fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
+pub(crate) fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
     ImageManifest::from_reader(bytes).map_err(|e| {
         Error::invalid(
             format!("the manifest of {reference}"),
@@ -234,7 +322,12 @@ fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> 
 }
 
 /// Downloads and verifies a small blob (a config) into memory.
-fn fetch_small_blob(client: &mut Client, digest: &str, size: u64, what: &str) -> Result<Vec<u8>> {
+fn fetch_small_blob(
+    client: &mut dyn Source,
+    digest: &str,
+    size: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
     digest::hex_part(digest)?;
     if size > (4 << 20) {
         return Err(Error::invalid(
@@ -242,7 +335,7 @@ fn fetch_small_blob(client: &mut Client, digest: &str, size: u64, what: &str) ->
             format!("it is {size} bytes; at most 4 MiB is accepted"),
         ));
     }
-    let body = client.get_blob(digest, size)?;
+    let body = client.blob(digest, size)?;
     let mut bytes = Vec::new();
     let mut verifying = VerifyingReader::new(body, size);
     std::io::Read::read_to_end(&mut verifying, &mut bytes).map_err(|e| Error::Network {

@@ -21,7 +21,7 @@ use crate::platform::{self, Target, TARGET_ANNOTATION};
 use crate::retry;
 
 /// What [`push`] pushed.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Pushed {
     /// Where it was pushed (`registry/repository:tag`).
     pub reference: String,

@@ -1,0 +1,176 @@
+//! The `ocipkg` command line: inspect, list, prune, save/load, pull --output,
+//! JSON output, help and exit codes.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+
+use common::*;
+
+/// `ocipkg --json ...` with a private cache; parses stdout.
+fn json(cache: &std::path::Path, args: &[&str]) -> serde_json::Value {
+    let out = run(ocipkg()
+        .arg("--json")
+        .args(args)
+        .env("OCIPKG_CACHE_DIR", cache));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}: {}", stdout(&out)))
+}
+
+#[test]
+fn save_load_and_build_offline_on_another_machine() {
+    let registry = Registry::start();
+    let (layout, reference) = publish_c_package(&registry, "airgap/answer:1");
+    let archive = temp_dir("airgap").join("answer.tar");
+    let saved = json(
+        &temp_dir("cache-save"),
+        &["save", &reference, "-o", archive.to_str().unwrap()],
+    );
+    assert_eq!(saved["digest"], layout_digests(&layout).0.as_str());
+    drop(registry); // the other machine has no registry
+
+    let cache = temp_dir("cache-airgap");
+    let loaded = json(&cache, &["load", archive.to_str().unwrap()]);
+    assert_eq!(
+        loaded["manifest_digest"],
+        layout_digests(&layout).0.as_str()
+    );
+    let out = temp_dir("airgap-out").join("tree");
+    let pulled = run(ocipkg()
+        .args(["pull", &reference, "--output", out.to_str().unwrap()])
+        .env("OCIPKG_CACHE_DIR", &cache)
+        .env("OCIPKG_OFFLINE", "1"));
+    assert_eq!(stdout(&pulled).trim(), out.display().to_string());
+    assert!(out.join("lib/libanswer.a").is_file() && out.join("include/answer.h").is_file());
+    // --output refuses to overwrite.
+    let again = ocipkg()
+        .args(["pull", &reference, "--output", out.to_str().unwrap()])
+        .env("OCIPKG_CACHE_DIR", &cache)
+        .env("OCIPKG_OFFLINE", "1")
+        .output()
+        .unwrap();
+    assert_eq!(again.status.code(), Some(1));
+}
+
+#[test]
+fn inspect_list_and_prune() {
+    let registry = Registry::start();
+    let host = host_triple();
+    let reference = format!("{}/listed/answer:1", registry.host());
+    let old = stage_c_package("listed-old");
+    run(ocipkg()
+        .arg("pack")
+        .arg(&old)
+        .args([
+            "--tag",
+            &reference,
+            "--system-lib",
+            "m",
+            "--target",
+            &host,
+            "-o",
+        ])
+        .arg(old.with_extension("oci")));
+    run(ocipkg().arg("push").arg(old.with_extension("oci")));
+    let cache = temp_dir("cache-listed");
+
+    let inspection = json(&cache, &["inspect", &reference]);
+    assert_eq!(
+        inspection["platforms"][0],
+        format!("{} ({host})", platform_of(&host))
+    );
+    assert_eq!(inspection["link_metadata"]["system_libraries"][0], "m");
+    let files: Vec<&str> = inspection["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["include/answer.h", "lib/libanswer.a"]);
+    assert_eq!(
+        inspection["annotations"]["vnd.ocipkg.target"],
+        host.as_str()
+    );
+
+    // The tag moves to a new build: the old one is no longer referenced.
+    let new = stage_c_package("listed-new");
+    fs::write(new.join("include/version.h"), "#define V 2\n").unwrap();
+    run(ocipkg()
+        .arg("pack")
+        .arg(&new)
+        .args(["--tag", &reference, "--target", &host, "-o"])
+        .arg(new.with_extension("oci")));
+    run(ocipkg().arg("push").arg(new.with_extension("oci")));
+    json(&cache, &["pull", &reference]);
+    let listed = json(&cache, &["list"]);
+    let listed = listed.as_array().unwrap();
+    assert_eq!(listed.len(), 2);
+    let referenced: Vec<bool> = listed
+        .iter()
+        .map(|p| !p["references"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(referenced.iter().filter(|r| **r).count(), 1, "{listed:#?}");
+    assert!(listed.iter().all(|p| p["size"].as_u64().unwrap() > 0));
+
+    let pruned = json(&cache, &["prune"]);
+    assert_eq!(pruned["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(json(&cache, &["list"]).as_array().unwrap().len(), 1);
+    // Offline builds still work after a prune: the current build is kept.
+    run(ocipkg()
+        .args(["pull", &reference])
+        .env("OCIPKG_CACHE_DIR", &cache)
+        .env("OCIPKG_OFFLINE", "1"));
+    json(&cache, &["prune", "--all"]);
+    assert!(json(&cache, &["list"]).as_array().unwrap().is_empty());
+
+    // A layout can be inspected without a registry.
+    let local = json(
+        &temp_dir("cache-inspect-layout"),
+        &["inspect", new.with_extension("oci").to_str().unwrap()],
+    );
+    assert_eq!(local["files"].as_array().unwrap().len(), 3);
+}
+
+fn platform_of(triple: &str) -> &'static str {
+    if triple.starts_with("x86_64") && triple.contains("linux") {
+        "linux/amd64"
+    } else if triple.starts_with("aarch64") && triple.contains("linux") {
+        "linux/arm64"
+    } else {
+        "unknown"
+    }
+}
+
+#[test]
+fn every_command_has_help_with_an_example_and_bad_arguments_exit_2() {
+    let commands = [
+        "pack", "push", "pull", "inspect", "list", "prune", "save", "load", "lock", "login",
+        "logout", "tags",
+    ];
+    for command in commands {
+        let help = stdout(&run(ocipkg().args([command, "--help"])));
+        assert!(
+            help.contains("Example:") && help.contains(&format!("ocipkg {command}")),
+            "{command}: {help}"
+        );
+    }
+    for command in ["build", "publish"] {
+        let help = stdout(&run(cargo_ocipkg().args([command, "--help"])));
+        assert!(help.contains("--target"), "{command}: {help}");
+    }
+    let out = ocipkg().args(["pull"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = Command::new(env!("CARGO_BIN_EXE_ocipkg"))
+        .arg("--frobnicate")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = ocipkg().args(["pull", "Not A Reference"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("invalid image reference") && err.contains("help:"),
+        "{err}"
+    );
+}
