@@ -251,7 +251,7 @@ impl fmt::Display for Error {
                 f,
                 "ocipkg: package {reference} holds no library for target {target}\n  \
                  unpacked at: {}\n  \
-                 looked for: {looked_for} in lib/, lib64/ and the package root\n  \
+                 looked for: {looked_for} in lib/, lib64/, bin/ and the package root\n  \
                  help: publish a package built for {target}, or check the target you build for \
                  (cargo build --target ...).",
                 root.display()

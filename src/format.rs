@@ -110,8 +110,9 @@ pub(crate) enum LayerKind {
 /// - tar, tar+gzip and tar+zstd layers (OCI and Docker media types, and the
 ///   upstream ocipkg `application/vnd.ocipkg.v1.{layer,directory}.tar+gzip`)
 ///   are unpacked, except that in an artifact not made by ocipkg (`ours`
-///   false) a layer with an `org.opencontainers.image.title` and no
-///   `io.deis.oras.content.unpack` is a single file, as ORAS pushes files;
+///   false) an uncompressed-tar layer with an `org.opencontainers.image.title`
+///   and no `io.deis.oras.content.unpack` is a single file, as ORAS pushes
+///   files (its directories are compressed tars);
 /// - upstream ocipkg's `application/vnd.ocipkg.v1.file+gzip` is a gzipped
 ///   file named by its title;
 /// - any other media type with a title is a file stored as is.
@@ -139,8 +140,9 @@ pub(crate) fn layer_kind(
         _ => None,
     };
     match (tar, title) {
-        // ORAS stores a file under a tar media type as is: never decompressed.
-        (Some(_), Some(title)) if !ours && !unpack => {
+        // ORAS stores a file as is under the plain tar media type; its
+        // directories are compressed tars (with or without the annotation).
+        (Some(Compression::None), Some(title)) if !ours && !unpack => {
             Some(LayerKind::File(Compression::None, title))
         }
         (Some(c), _) => Some(LayerKind::Tar(c)),
@@ -177,7 +179,16 @@ mod tests {
         );
         assert_eq!(
             layer_kind(gz, Some(&titled), false),
+            Some(LayerKind::Tar(Compression::Gzip))
+        );
+        let plain = "application/vnd.oci.image.layer.v1.tar";
+        assert_eq!(
+            layer_kind(plain, Some(&titled), false),
             Some(LayerKind::File(Compression::None, "lib/libfoo.a".into()))
+        );
+        assert_eq!(
+            layer_kind(plain, Some(&unpack), false),
+            Some(LayerKind::Tar(Compression::None))
         );
         assert_eq!(
             layer_kind(gz, Some(&unpack), false),

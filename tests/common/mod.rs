@@ -828,3 +828,20 @@ fn main() {
     copy_lockfile(&dir);
     dir
 }
+
+/// The Python of a venv (shared by all tests, made once) with the `oras`
+/// package from PyPI, the peer client ORAS.
+pub fn oras_python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("oras-venv");
+    let python = venv.join("bin/python");
+    let lock =
+        fs::File::create(Path::new(env!("CARGO_TARGET_TMPDIR")).join("oras-venv.lock")).unwrap();
+    lock.lock().unwrap();
+    if !venv.join("ready").exists() {
+        let _ = fs::remove_dir_all(&venv);
+        run(Command::new("python3").args(["-m", "venv"]).arg(&venv));
+        run(Command::new(venv.join("bin/pip")).args(["install", "-q", "oras==0.2.43"]));
+        fs::write(venv.join("ready"), "").unwrap();
+    }
+    python
+}
