@@ -3,23 +3,13 @@
 #  1. start a CNCF Distribution registry on 127.0.0.1 (free port, temp storage),
 #  2. `cargo ocipkg publish` the Rust staticlib in examples/static/rust/lib to it,
 #  3. `cargo run` examples/static/rust/exe, whose build.rs pulls and links it.
-# Installs docker-registry and skopeo with apt-get when they are missing.
+# Installs what it and the tests need (scripts/install-deps.sh) when missing.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 cd "$root"
 
-need=()
-[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
-command -v skopeo >/dev/null || need+=(skopeo)
-command -v htpasswd >/dev/null || need+=(apache2-utils)
-command -v openssl >/dev/null || need+=(openssl)
-if [ ${#need[@]} -gt 0 ]; then
-  sudo=""
-  [ "$(id -u)" = 0 ] || sudo="sudo"
-  echo "demo: installing ${need[*]} (needed by the demo and the tests)" >&2
-  $sudo apt-get update -q >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >&2
-fi
+# What the demo and the tests need (Debian packages), installed if missing.
+bash scripts/install-deps.sh
 
 work="$(mktemp -d)"
 registry_pid=""

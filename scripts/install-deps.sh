@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs, with apt-get, the Debian packages the demo and the tests use, when
+# missing: the CNCF Distribution registry, and the peer tools skopeo and
+# buildah, htpasswd (apache2-utils) and openssl (test certificates, JWTs).
+set -euo pipefail
+need=()
+[ -x /usr/bin/docker-registry ] || need+=(docker-registry)
+command -v skopeo >/dev/null || need+=(skopeo)
+command -v buildah >/dev/null || need+=(buildah)
+command -v htpasswd >/dev/null || need+=(apache2-utils)
+command -v openssl >/dev/null || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""
+  [ "$(id -u)" = 0 ] || sudo="sudo"
+  echo "installing ${need[*]}" >&2
+  $sudo apt-get update -q >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${need[@]}" >&2
+fi
