@@ -47,20 +47,39 @@ fn main() {
         let dir = temp_dir(&format!("bench-{name}"));
         let bytes = fill_with_object_code(&dir.join("lib"), mb << 20);
         let reference = format!("{}/bench/{name}:1", registry.host());
-        let layout = dir.with_extension("tar");
-        let started = Instant::now();
-        run(ocipkg()
-            .arg("pack")
-            .arg(&dir)
-            .args(["--tag", &reference, "--output"])
-            .arg(&layout));
-        let pack_time = started.elapsed().as_secs_f64();
-        run(ocipkg().arg("push").arg(&layout));
+        let layout = dir.with_extension("oci");
+        let zstd_layout = dir.with_extension("zstd.oci");
+        let pack = |out: &Path, compression: &str| {
+            let started = Instant::now();
+            run(ocipkg()
+                .arg("pack")
+                .arg(&dir)
+                .args([
+                    "--tag",
+                    &reference,
+                    "--compression",
+                    compression,
+                    "--output",
+                ])
+                .arg(out));
+            started.elapsed().as_secs_f64()
+        };
+        let gzip_time = pack(&layout, "gzip");
+        let zstd_time = pack(&zstd_layout, "zstd");
         let label = format!("{name} package ({} MiB of libraries)", bytes >> 20);
         println!("{label}");
         println!(
             "{:<40} {:>10.2} {:>14}",
-            "  ocipkg pack (gzip)", pack_time, "-"
+            "  ocipkg pack (gzip)", gzip_time, "-"
+        );
+        println!(
+            "{:<40} {:>10.2} {:>14}",
+            "  ocipkg pack (zstd)", zstd_time, "-"
+        );
+        let push = measure("push", &reference, &layout);
+        println!(
+            "{:<40} {:>10.2} {:>14.1}",
+            "  ocipkg push (gzip, chunked)", push.0, push.1
         );
 
         let cache = temp_dir("bench-cache");
@@ -86,7 +105,8 @@ fn main() {
             naive.0 / cold.0
         );
         let _ = fs::remove_dir_all(&dir);
-        let _ = fs::remove_file(&layout);
+        let _ = fs::remove_dir_all(&layout);
+        let _ = fs::remove_dir_all(&zstd_layout);
         let _ = fs::remove_dir_all(&cache);
         let _ = fs::remove_dir_all(&naive_dir);
     }
@@ -153,6 +173,9 @@ fn measure(mode: &str, reference: &str, dir: &Path) -> (f64, f64) {
 fn child(mode: &str, reference: &str, dir: &Path) {
     let started = Instant::now();
     match mode {
+        "push" => {
+            ocipkg::push(dir, Some(reference)).unwrap();
+        }
         "ours" => {
             ocipkg::Linker::new()
                 .cache_dir(dir)
@@ -251,16 +274,22 @@ fn fill_with_object_code(dir: &Path, target: u64) -> u64 {
     );
     let mut total = 0;
     let mut round = 0;
+    // Whole files only, none that would overshoot the target by more than 8 MiB.
     while total < target {
+        let before = total;
         for (i, src) in sources.iter().enumerate() {
-            if total >= target {
-                break;
+            let size = fs::metadata(src).map(|m| m.len()).unwrap_or(u64::MAX);
+            if total >= target || total + size > target + (8 << 20) {
+                continue;
             }
             let name = src.file_name().unwrap().to_string_lossy();
             let dest = dir.join(format!("r{round}-{i}-{name}"));
             if let Ok(n) = fs::copy(src, &dest) {
                 total += n;
             }
+        }
+        if total == before {
+            break;
         }
         round += 1;
     }

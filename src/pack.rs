@@ -144,6 +144,16 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
             "give the directory holding lib/ and include/ to pack",
         ));
     }
+    if inside_dir(output, dir) {
+        return Err(Error::usage(
+            format!(
+                "the output {} is inside the directory being packed, {}",
+                output.display(),
+                dir.display()
+            ),
+            "write the output outside the packed directory",
+        ));
+    }
     let epoch = source_date_epoch(&Env::process(false))?;
     let stamp = Stamp {
         mtime: epoch.unwrap_or(0),
@@ -154,16 +164,8 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     let (layout_dir, _staging) = layout_target(output)?;
     let layout = Layout::create(&layout_dir)?;
 
-    let (layer_digest, layer_size) = layout.write_blob_with(|w| match options.compression {
-        LayerCompression::Gzip { level } => {
-            let gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(level.min(9)));
-            let mut builder = tar::Builder::new(gz);
-            append_rooted(&mut builder, dir, &root_dir, stamp)?;
-            builder.into_inner()?.finish()?;
-            Ok(())
-        }
-        LayerCompression::Zstd => zstd_tar(dir, &root_dir, stamp, w),
-    })?;
+    let (layer_digest, layer_size) = layout
+        .write_blob_with(|w| compressed_tar(dir, &root_dir, stamp, options.compression, w))?;
     let (config_media_type, config_bytes) = if options.metadata.is_empty() {
         (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
     } else {
@@ -302,24 +304,40 @@ pub(crate) fn finish_layout(layout_dir: &Path, output: &Path, mtime: u64) -> Res
         })
 }
 
-/// tar of `dir` → zstd → `out`. The tar is written on a second thread into
-/// a pipe that the (pure Rust) compressor reads; I/O errors on either side
-/// are caught around the compressor, which cannot report them itself.
-fn zstd_tar(dir: &Path, root_dir: &Path, stamp: Stamp, out: &mut impl Write) -> io::Result<()> {
+/// tar of `dir` (under `root_dir`) → gzip or zstd → `out`. The tar is
+/// written on a second thread (reading files, building headers) into a pipe
+/// that the compressor reads on this one, so both cores work. I/O errors on
+/// either side are caught around the zstd compressor, which cannot report
+/// them itself.
+fn compressed_tar(
+    dir: &Path,
+    root_dir: &Path,
+    stamp: Stamp,
+    compression: LayerCompression,
+    out: &mut impl Write,
+) -> io::Result<()> {
     let (reader, writer) = io::pipe()?;
     let (dir, root_dir) = (dir.to_path_buf(), root_dir.to_path_buf());
     let producer = std::thread::spawn(move || -> io::Result<()> {
-        let mut builder = tar::Builder::new(io::BufWriter::new(writer));
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, writer));
         append_rooted(&mut builder, &dir, &root_dir, stamp)?;
         builder.into_inner()?.flush()
     });
-    let mut source = Guarded::new(reader);
+    let mut source = Guarded::new(io::BufReader::with_capacity(1 << 20, reader));
     let mut drain = Guarded::new(out);
-    ruzstd::encoding::compress(
-        &mut source,
-        &mut drain,
-        ruzstd::encoding::CompressionLevel::Fastest,
-    );
+    match compression {
+        LayerCompression::Gzip { level } => {
+            let mut gz =
+                flate2::write::GzEncoder::new(&mut drain, flate2::Compression::new(level.min(9)));
+            let _ = io::copy(&mut source, &mut gz);
+            let _ = gz.try_finish();
+        }
+        LayerCompression::Zstd => ruzstd::encoding::compress(
+            &mut source,
+            &mut drain,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        ),
+    }
     let read_error = source.error.take();
     drop(source); // closes the pipe if the tar thread still writes
     let produced = producer
@@ -380,6 +398,34 @@ fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
     digest.parse().map_err(|e: oci_spec::OciSpecError| {
         Error::invalid(format!("digest {digest}"), e.to_string())
     })
+}
+
+/// Whether `path` (which may not exist yet) lies inside `dir`.
+fn inside_dir(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false;
+    };
+    // Resolve the nearest existing ancestor, then add back the rest.
+    let mut existing = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => return false,
+        }
+    }
+    let Ok(mut resolved) = fs::canonicalize(&existing) else {
+        return false;
+    };
+    resolved.extend(rest.iter().rev());
+    resolved.starts_with(&dir)
 }
 
 /// `--root-dir`: a relative path without `..` (leading `/` ignored).
@@ -528,6 +574,20 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
         assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn outputs_inside_the_packed_dir_are_detected() {
+        let dir = std::env::temp_dir().join(format!("ocipkg-inside-{}", std::process::id()));
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        assert!(inside_dir(&dir.join("out.tar"), &dir));
+        assert!(inside_dir(&dir.join("lib/new/x"), &dir));
+        assert!(!inside_dir(&dir.with_extension("tar"), &dir));
+        let err = pack(&dir, "registry.example/a/b:1", &dir.join("o"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inside the directory being packed"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
