@@ -256,8 +256,10 @@ fn target_of(entry: &Descriptor) -> Option<String> {
 /// Puts `new_entry` into the index under `tag` (created if missing),
 /// replacing the entry of the same target and keeping every other one. Only
 /// manifests are read: no other platform's layers are downloaded. Registries
-/// have no conditional writes, so the index is read back, and merged again
-/// if a concurrent publisher's write removed our entry.
+/// have no conditional writes, so the index is read back twice, a moment
+/// apart, and merged again if a concurrent publisher's write removed our
+/// entry. (A publisher whose write lands later than that still wins: publish
+/// the targets of one tag from one job, or one after the other, to be sure.)
 fn add_to_index(
     client: &mut Client,
     tag: &str,
@@ -284,14 +286,21 @@ fn add_to_index(
             .map_err(|e| Error::invalid("the index being pushed", e.to_string()))?;
         let bytes = canonical_json(&index)?;
         client.put_manifest(tag, &bytes, format::INDEX_MEDIA_TYPE)?;
-        std::thread::sleep(retry::backoff(1, None) / 4);
-        if let Some(back) = client.find_manifest(tag)? {
-            if entries_of(&back.bytes)?
-                .iter()
-                .any(|e| e.digest() == new_entry.digest())
-            {
-                return Ok(digest::sha256(&back.bytes));
+        // A publisher that read the index before our write may still write
+        // its own without our entry: look twice, a moment apart.
+        let mut kept = None;
+        for _ in 0..2 {
+            std::thread::sleep(retry::backoff(1, None));
+            kept = client.find_manifest(tag)?.filter(|back| {
+                entries_of(&back.bytes)
+                    .is_ok_and(|entries| entries.iter().any(|e| e.digest() == new_entry.digest()))
+            });
+            if kept.is_none() {
+                break;
             }
+        }
+        if let Some(back) = kept {
+            return Ok(digest::sha256(&back.bytes));
         }
         std::thread::sleep(retry::backoff(attempt, None));
     }

@@ -188,3 +188,52 @@ fn the_dynamic_example_runs_without_library_path_even_when_moved() {
         "{needed}"
     );
 }
+
+#[test]
+fn concurrent_publishers_of_one_tag_keep_each_others_platforms() {
+    let registry = Registry::start();
+    let reference = format!("{}/race/answer:1", registry.host());
+    let triples = [
+        "x86_64-unknown-linux-gnu",
+        "aarch64-unknown-linux-gnu",
+        "x86_64-unknown-linux-musl",
+    ];
+    let layouts: Vec<_> = triples
+        .iter()
+        .map(|triple| {
+            let dir = stage_c_package(&format!("race-{triple}"));
+            fs::write(dir.join("lib/TARGET"), triple).unwrap();
+            pack_for(&dir, &reference, &["--target", triple])
+        })
+        .collect();
+    let children: Vec<_> = layouts
+        .iter()
+        .map(|layout| {
+            ocipkg()
+                .arg("push")
+                .arg(layout)
+                .env("OCIPKG_CACHE_DIR", temp_dir("cache-race"))
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let raw = stdout(&run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ])));
+    for triple in triples {
+        assert!(raw.contains(triple), "{triple} lost: {raw}");
+    }
+}
