@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages the demo and the tests use, when
-# missing: the CNCF Distribution registry, and the peer tools skopeo and
-# buildah, htpasswd (apache2-utils) and openssl (test certificates, JWTs).
+# missing: the CNCF Distribution registry, and the peer tools skopeo,
+# buildah and umoci, htpasswd (apache2-utils) and openssl (test certificates, JWTs).
 set -euo pipefail
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
 command -v skopeo >/dev/null || need+=(skopeo)
 command -v buildah >/dev/null || need+=(buildah)
+command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 if [ ${#need[@]} -gt 0 ]; then

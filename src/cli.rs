@@ -150,6 +150,12 @@ enum OcipkgCommand {
         /// Registry host[:port].
         registry: String,
     },
+    /// Build a container image: DIR becomes one more layer on top of a base
+    /// image, whose layers are never downloaded when pushing (they are
+    /// mounted from the base's repository on the same registry).
+    ///
+    /// Example: ocipkg image ./dist --from 127.0.0.1:5000/base:1 --tag 127.0.0.1:5000/app:1 --root-dir /app --entrypoint /app/hello --push
+    Image(Box<ImageArgs>),
     /// List the tags of a repository.
     ///
     /// Example: ocipkg tags ghcr.io/org/libfoo
@@ -182,6 +188,52 @@ enum CargoCommand {
     Build(BuildArgs),
     /// Like `build`, then push the package to its registry.
     Publish(BuildArgs),
+}
+
+/// Arguments of `ocipkg image`.
+#[derive(Args)]
+struct ImageArgs {
+    /// Directory whose files go into the image.
+    dir: PathBuf,
+    /// Base image reference, or `scratch`.
+    #[arg(long)]
+    from: String,
+    /// The image's reference: registry/repository:tag.
+    #[arg(long)]
+    tag: String,
+    /// Push the image to its registry.
+    #[arg(long)]
+    push: bool,
+    /// Also write it as an OCI image layout (dir or .tar), base layers included.
+    #[arg(long, short)]
+    output: Option<PathBuf>,
+    /// Where the files go in the image (default: /).
+    #[arg(long, default_value = "")]
+    root_dir: String,
+    /// Owner uid of the new files.
+    #[arg(long, default_value_t = 0)]
+    uid: u64,
+    /// Owner gid of the new files.
+    #[arg(long, default_value_t = 0)]
+    gid: u64,
+    /// Entrypoint, one argument per occurrence.
+    #[arg(long)]
+    entrypoint: Vec<String>,
+    /// Default arguments, one per occurrence.
+    #[arg(long)]
+    cmd: Vec<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(long)]
+    env: Vec<String>,
+    /// Working directory.
+    #[arg(long)]
+    workdir: Option<String>,
+    /// Platform os/arch[/variant] (base choice, and for scratch).
+    #[arg(long)]
+    platform: Option<String>,
+    /// Layer compression: gzip or zstd.
+    #[arg(long, default_value = "gzip")]
+    compression: String,
 }
 
 /// How `pack` builds the package.
@@ -468,6 +520,58 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
                 "removed the credentials of {registry} from {}",
                 path.display()
             );
+        }
+        OcipkgCommand::Image(args) => {
+            let ImageArgs {
+                dir,
+                from,
+                tag,
+                push,
+                output,
+                root_dir,
+                uid,
+                gid,
+                entrypoint,
+                cmd,
+                env,
+                workdir,
+                platform,
+                compression,
+            } = *args;
+            let mut builder = crate::ImageBuilder::new(from);
+            builder.root_dir(root_dir).owner(uid, gid);
+            if !entrypoint.is_empty() {
+                builder.entrypoint(entrypoint);
+            }
+            if !cmd.is_empty() {
+                builder.cmd(cmd);
+            }
+            for pair in env {
+                builder.env(pair);
+            }
+            if let Some(workdir) = workdir {
+                builder.workdir(workdir);
+            }
+            if let Some(platform) = platform {
+                builder.platform(platform);
+            }
+            builder.compression(match compression.as_str() {
+                "gzip" => crate::LayerCompression::default(),
+                "zstd" => crate::LayerCompression::Zstd,
+                other => {
+                    return Err(Error::usage(
+                        format!("--compression {other} is unknown"),
+                        "use --compression gzip or --compression zstd",
+                    ))
+                }
+            });
+            let built = builder.build(&dir, &tag, push, output.as_deref())?;
+            show(json, &built, |b| {
+                println!(
+                    "built {} ({}); {} base layers mounted",
+                    b.reference, b.manifest_digest, b.mounted_base_layers
+                )
+            })?;
         }
         OcipkgCommand::Tags { repository } => {
             let tags = crate::list_tags(&repository)?;

@@ -461,6 +461,30 @@ impl Client {
         Ok(Upload::Uploaded { chunks: 1 })
     }
 
+    /// Mounts a blob from another repository of the registry; `false` when
+    /// the registry declines (the upload session it opened is abandoned).
+    pub(crate) fn mount_blob(&mut self, digest: &str, from: &str) -> Result<bool> {
+        let action = format!(
+            "mounting blob {digest} from {from} into {}/{}",
+            self.registry, self.repository
+        );
+        let url = format!("{}?mount={digest}&from={from}", self.url("blobs/uploads/"));
+        let response = self.execute(&action, |agent, auth| {
+            with_auth(agent.post(&url), auth).send_empty()
+        })?;
+        match response.status().as_u16() {
+            201 => Ok(true),
+            202 => {
+                if let Ok(session) = self.session(&action, &response) {
+                    let auth = self.authorization();
+                    let _ = with_auth(self.agent.delete(&session), auth.as_deref()).call();
+                }
+                Ok(false)
+            }
+            _ => Err(self.fail(&action, response)),
+        }
+    }
+
     /// PATCHes the file in chunks; `None` when the registry refuses chunked
     /// uploads, else the final session URL and the number of chunks.
     fn upload_chunks(

@@ -79,6 +79,7 @@ mod directive;
 mod env;
 mod error;
 pub mod format;
+mod image;
 mod inventory;
 mod layout;
 mod link;
@@ -103,6 +104,7 @@ use std::path::{Path, PathBuf};
 
 pub use directive::{Directive, LinkKind};
 pub use error::{Error, Result};
+pub use image::{BuiltImage, ImageBuilder};
 pub use inventory::{inspect, list_cache, prune, CachedPackage, Inspection, Pruned};
 pub use link::Library;
 pub use linker::{Fetched, Linker, Package};

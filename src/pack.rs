@@ -13,6 +13,7 @@ use oci_spec::image::{
     SCHEMA_VERSION,
 };
 
+use crate::digest::HashingReader;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::format::{self, LinkMetadata};
@@ -164,8 +165,8 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     let (layout_dir, _staging) = layout_target(output)?;
     let layout = Layout::create(&layout_dir)?;
 
-    let (layer_digest, layer_size) = layout
-        .write_blob_with(|w| compressed_tar(dir, &root_dir, stamp, options.compression, w))?;
+    let (layer_digest, layer_size, _) =
+        write_layer(&layout, dir, &root_dir, stamp, options.compression)?;
     let (config_media_type, config_bytes) = if options.metadata.is_empty() {
         (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
     } else {
@@ -304,7 +305,26 @@ pub(crate) fn finish_layout(layout_dir: &Path, output: &Path, mtime: u64) -> Res
         })
 }
 
-/// tar of `dir` (under `root_dir`) → gzip or zstd → `out`. The tar is
+/// Writes the layer of `dir` (under `root_dir`) into the layout: its
+/// digest, size, and the digest of the uncompressed tar (an image's diff_id),
+/// all computed in the one pass.
+pub(crate) fn write_layer(
+    layout: &Layout,
+    dir: &Path,
+    root_dir: &Path,
+    stamp: Stamp,
+    compression: LayerCompression,
+) -> Result<(String, u64, String)> {
+    let mut diff_id = String::new();
+    let (digest, size) = layout.write_blob_with(|w| {
+        diff_id = compressed_tar(dir, root_dir, stamp, compression, w)?;
+        Ok(())
+    })?;
+    Ok((digest, size, diff_id))
+}
+
+/// tar of `dir` (under `root_dir`) → gzip or zstd → `out`; returns the
+/// digest of the uncompressed tar. The tar is
 /// written on a second thread (reading files, building headers) into a pipe
 /// that the compressor reads on this one, so both cores work. I/O errors on
 /// either side are caught around the zstd compressor, which cannot report
@@ -315,7 +335,7 @@ fn compressed_tar(
     stamp: Stamp,
     compression: LayerCompression,
     out: &mut impl Write,
-) -> io::Result<()> {
+) -> io::Result<String> {
     let (reader, writer) = io::pipe()?;
     let (dir, root_dir) = (dir.to_path_buf(), root_dir.to_path_buf());
     let producer = std::thread::spawn(move || -> io::Result<()> {
@@ -323,7 +343,10 @@ fn compressed_tar(
         append_rooted(&mut builder, &dir, &root_dir, stamp)?;
         builder.into_inner()?.flush()
     });
-    let mut source = Guarded::new(io::BufReader::with_capacity(1 << 20, reader));
+    let mut source = Guarded::new(HashingReader::new(io::BufReader::with_capacity(
+        1 << 20,
+        reader,
+    )));
     let mut drain = Guarded::new(out);
     match compression {
         LayerCompression::Gzip { level } => {
@@ -339,6 +362,7 @@ fn compressed_tar(
         ),
     }
     let read_error = source.error.take();
+    let diff_id = source.inner.digest();
     drop(source); // closes the pipe if the tar thread still writes
     let produced = producer
         .join()
@@ -346,7 +370,7 @@ fn compressed_tar(
     produced?;
     match (read_error, drain.error.take()) {
         (Some(e), _) | (None, Some(e)) => Err(e),
-        (None, None) => Ok(()),
+        (None, None) => Ok(diff_id),
     }
 }
 
@@ -394,7 +418,7 @@ impl<W: Write> Write for Guarded<W> {
     }
 }
 
-fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
+pub(crate) fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
     digest.parse().map_err(|e: oci_spec::OciSpecError| {
         Error::invalid(format!("digest {digest}"), e.to_string())
     })
@@ -429,7 +453,7 @@ fn inside_dir(path: &Path, dir: &Path) -> bool {
 }
 
 /// `--root-dir`: a relative path without `..` (leading `/` ignored).
-fn relative_root(root: &str) -> Result<PathBuf> {
+pub(crate) fn relative_root(root: &str) -> Result<PathBuf> {
     let trimmed = root.trim_start_matches('/');
     let path = PathBuf::from(trimmed);
     if path
@@ -445,7 +469,7 @@ fn relative_root(root: &str) -> Result<PathBuf> {
 }
 
 /// Seconds since the epoch as RFC 3339 (`2023-11-14T22:13:20Z`).
-fn rfc3339(epoch: u64) -> String {
+pub(crate) fn rfc3339(epoch: u64) -> String {
     let days = epoch / 86_400;
     let secs = epoch % 86_400;
     // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
@@ -466,7 +490,7 @@ fn rfc3339(epoch: u64) -> String {
     )
 }
 
-fn source_date_epoch(env: &Env) -> Result<Option<u64>> {
+pub(crate) fn source_date_epoch(env: &Env) -> Result<Option<u64>> {
     match env.get(env::SOURCE_DATE_EPOCH) {
         None => Ok(None),
         Some(v) => v.trim().parse().map(Some).map_err(|_| {
@@ -480,10 +504,10 @@ fn source_date_epoch(env: &Env) -> Result<Option<u64>> {
 
 /// Normalised metadata of every tar entry.
 #[derive(Clone, Copy, Debug)]
-struct Stamp {
-    mtime: u64,
-    uid: u64,
-    gid: u64,
+pub(crate) struct Stamp {
+    pub mtime: u64,
+    pub uid: u64,
+    pub gid: u64,
 }
 
 /// Appends the directories of `prefix` (`a`, `a/b`, ...), then `src`'s tree

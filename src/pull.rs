@@ -322,7 +322,7 @@ pub(crate) fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<Imag
 }
 
 /// Downloads and verifies a small blob (a config) into memory.
-fn fetch_small_blob(
+pub(crate) fn fetch_small_blob(
     client: &mut dyn Source,
     digest: &str,
     size: u64,

@@ -118,7 +118,12 @@ fn write_index(layout: &Layout, bytes: &[u8]) -> Result<()> {
 }
 
 /// Streams one blob from the registry into the layout, verifying it.
-fn copy_blob(client: &mut Client, layout: &Layout, blob: &Descriptor, what: &str) -> Result<()> {
+pub(crate) fn copy_blob(
+    client: &mut Client,
+    layout: &Layout,
+    blob: &Descriptor,
+    what: &str,
+) -> Result<()> {
     let expected = blob.digest().to_string();
     digest::hex_part(&expected)?;
     if layout.blob_path(&expected)?.is_file() {
