@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    Descriptor, HistoryBuilder, ImageConfiguration, ImageIndexBuilder, ImageManifest,
-    ImageManifestBuilder, MediaType, Platform, SCHEMA_VERSION,
+    Descriptor, HistoryBuilder, ImageConfiguration, ImageManifest, ImageManifestBuilder, MediaType,
+    Platform, SCHEMA_VERSION,
 };
 
 use crate::client::{Client, Upload};
@@ -467,13 +467,7 @@ fn write_output(
         (format::REF_NAME_ANNOTATION.to_string(), tag),
         (format::REFERENCE_ANNOTATION.to_string(), target.to_string()),
     ])));
-    let index = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![entry])
-        .build()
-        .map_err(|e| Error::invalid("the layout index", e.to_string()))?;
-    layout.write_index(&index)?;
+    layout.write_single_index(entry)?;
     let (dest, _staging) = pack::layout_target(output)?;
     copy_layout(layout.dir(), &dest)?;
     pack::finish_layout(&dest, output, 0)

@@ -123,6 +123,17 @@ impl Layout {
         write_file(&self.dir.join("index.json"), &canonical_json(index)?)
     }
 
+    /// Writes `index.json` listing the one manifest (or index) `entry`.
+    pub(crate) fn write_single_index(&self, entry: oci_spec::image::Descriptor) -> Result<()> {
+        let index = oci_spec::image::ImageIndexBuilder::default()
+            .schema_version(oci_spec::image::SCHEMA_VERSION)
+            .media_type(oci_spec::image::MediaType::ImageIndex)
+            .manifests(vec![entry])
+            .build()
+            .map_err(|e| Error::invalid("the layout's index.json", e.to_string()))?;
+        self.write_index(&index)
+    }
+
     pub(crate) fn read_index(&self) -> Result<ImageIndex> {
         let path = self.dir.join("index.json");
         ImageIndex::from_file(&path)

@@ -9,8 +9,7 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{
-    Descriptor, ImageIndexBuilder, ImageManifestBuilder, MediaType, ANNOTATION_CREATED,
-    SCHEMA_VERSION,
+    Descriptor, ImageManifestBuilder, MediaType, ANNOTATION_CREATED, SCHEMA_VERSION,
 };
 
 use crate::digest::HashingReader;
@@ -244,13 +243,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
     }
     entry.set_annotations(Some(annotations));
-    let index = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![entry])
-        .build()
-        .map_err(|e| Error::invalid("the index being packed", e.to_string()))?;
-    layout.write_index(&index)?;
+    layout.write_single_index(entry)?;
 
     finish_layout(layout.dir(), output, stamp.mtime)?;
     Ok(Packed {

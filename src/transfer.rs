@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::path::{Path, PathBuf};
 
-use oci_spec::image::{Descriptor, ImageIndexBuilder, MediaType, SCHEMA_VERSION};
+use oci_spec::image::{Descriptor, MediaType};
 
 use crate::cache::Cache;
 use crate::client::Client;
@@ -15,7 +15,7 @@ use crate::digest::{self, VerifyingReader};
 use crate::env::Env;
 use crate::error::{Error, Result};
 use crate::format;
-use crate::layout::{canonical_json, Layout};
+use crate::layout::Layout;
 use crate::linker::Fetched;
 use crate::pack::{finish_layout, layout_target};
 use crate::platform::Target;
@@ -97,24 +97,13 @@ pub fn save(reference: &str, output: &Path) -> Result<Saved> {
             untagged.to_string(),
         ),
     ])));
-    let index = ImageIndexBuilder::default()
-        .schema_version(SCHEMA_VERSION)
-        .media_type(MediaType::ImageIndex)
-        .manifests(vec![entry])
-        .build()
-        .map_err(|e| Error::invalid("the layout index", e.to_string()))?;
-    write_index(&layout, &canonical_json(&index)?)?;
+    layout.write_single_index(entry)?;
     finish_layout(&layout_dir, output, 0)?;
     Ok(Saved {
         digest: top_digest,
         blobs,
         output: output.to_path_buf(),
     })
-}
-
-fn write_index(layout: &Layout, bytes: &[u8]) -> Result<()> {
-    let path = layout.dir().join("index.json");
-    std::fs::write(&path, bytes).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 
 /// Streams one blob from the registry into the layout, verifying it.

@@ -845,3 +845,16 @@ pub fn oras_python() -> PathBuf {
     }
     python
 }
+
+/// `len` bytes that do not compress (xorshift), different for each seed.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
