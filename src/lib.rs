@@ -1,5 +1,6 @@
-//! Link prebuilt static libraries from any OCI registry in `build.rs`, and
-//! pack and publish them.
+//! Link prebuilt static or dynamic libraries from any OCI registry in
+//! `build.rs`; pack, publish, save and load them; build container images
+//! without a container engine ([`ImageBuilder`]).
 //!
 //! # Consumer
 //!
@@ -42,7 +43,9 @@
 //! | `OCIPKG_CONFIG` | the registry configuration file (see [`config`]) |
 //! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose build and library names are chosen |
-//! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) |
+//! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) and `created` |
+//! | `OCIPKG_UPLOAD_CHUNK_MIB` | producer: chunk size of uploads of large blobs (default 16) |
+//! | `CARGO`, `RUSTC` | `cargo ocipkg`: the cargo to run and the compiler asked for the host triple |
 //!
 //! In a build script every variable read is also announced with
 //! `cargo:rerun-if-env-changed`.
