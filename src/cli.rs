@@ -373,6 +373,9 @@ struct BuildArgs {
 /// Entry point of the `ocipkg` binary.
 pub fn ocipkg_main() -> ExitCode {
     let cli = Ocipkg::parse();
+    if !cli.json {
+        crate::progress::enable_on_terminal();
+    }
     report(run_ocipkg(cli.command, cli.json))
 }
 
@@ -391,6 +394,7 @@ fn show<T: serde::Serialize>(json: bool, value: &T, human: impl FnOnce(&T)) -> R
 /// Entry point of the `cargo-ocipkg` binary (`cargo ocipkg ...`).
 pub fn cargo_ocipkg_main() -> ExitCode {
     let CargoCli::Ocipkg(command) = CargoCli::parse();
+    crate::progress::enable_on_terminal();
     report(run_cargo(command))
 }
 

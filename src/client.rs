@@ -501,6 +501,15 @@ impl Client {
         let mut location = location.to_string();
         let mut offset = 0u64;
         let mut chunks = 0;
+        let mut meter = crate::progress::Meter::new(
+            format!(
+                "uploading {}",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            ),
+            size,
+        );
         while offset < size {
             let len = chunk_size.min(size - offset) as usize;
             file.read_exact(&mut buffer[..len]).map_err(io)?;
@@ -520,6 +529,9 @@ impl Client {
             }
             offset += len as u64;
             chunks += 1;
+            if let Some(meter) = &mut meter {
+                meter.update(offset);
+            }
         }
         Ok(Some((location, chunks)))
     }

@@ -90,6 +90,8 @@ mod linker;
 pub mod lockfile;
 mod pack;
 pub mod platform;
+#[doc(hidden)]
+pub mod progress;
 mod pull;
 mod push;
 mod reference;

@@ -292,7 +292,11 @@ fn fetch_blobs(
             ));
         };
         digest::hex_part(&layer_digest)?;
-        let body = client.blob(&layer_digest, layer.size())?;
+        let body = crate::progress::reader(
+            client.blob(&layer_digest, layer.size())?,
+            format!("layer {}", &layer_digest[..19.min(layer_digest.len())]),
+            layer.size(),
+        );
         let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
         let unpacked = unpack_layer(stream, &kind, &root);
         // Verify first: a digest mismatch or broken download explains a broken

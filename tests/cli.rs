@@ -174,3 +174,22 @@ fn every_command_has_help_with_an_example_and_bad_arguments_exit_2() {
         "{err}"
     );
 }
+
+#[test]
+fn progress_shows_on_a_terminal_only() {
+    let registry = Registry::start();
+    let (_, reference) = publish_c_package(&registry, "progress/answer:1");
+    // Piped: no progress at all.
+    let out = run(ocipkg()
+        .args(["pull", &reference])
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-progress-pipe")));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains('\r') && !err.contains("MiB"), "{err}");
+    // On a terminal (util-linux `script` provides one): a progress line.
+    let command = format!("{} pull {reference}", env!("CARGO_BIN_EXE_ocipkg"));
+    let out = run(Command::new("script")
+        .args(["-qec", &command, "/dev/null"])
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-progress-tty")));
+    let text = stdout(&out);
+    assert!(text.contains("MiB"), "{text}");
+}
