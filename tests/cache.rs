@@ -96,15 +96,7 @@ fn a_fetch_killed_mid_unpack_leaves_nothing_trusted_and_the_next_one_succeeds() 
     // A package with 2 MiB of incompressible data, so a stalled download is
     // caught in the middle of unpacking.
     let dir = stage_c_package("kill-pkg");
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    let noise: Vec<u8> = (0..2 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(2 << 20, 0x9e37_79b9_7f4a_7c15);
     fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
     let reference = format!("{}/kill/answer:1", registry.host());
     let layout = pack(&dir, &reference);

@@ -330,15 +330,7 @@ fn blobs_known_in_another_repository_are_mounted_not_uploaded() {
 fn large_blobs_are_uploaded_in_chunks() {
     let registry = Registry::start();
     let dir = stage_c_package("chunky-pkg");
-    let mut x: u64 = 0x1234_5678_9abc_def1;
-    let noise: Vec<u8> = (0..3 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect();
+    let noise = noise(3 << 20, 0x1234_5678_9abc_def1);
     fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
     let reference = format!("{}/chunky/answer:1", registry.host());
     let layout = pack(&dir, &reference);
