@@ -31,12 +31,51 @@ fn decompress<'a>(
 ) -> io::Result<Box<dyn Read + 'a>> {
     Ok(match compression {
         Compression::None => Box::new(reader),
-        Compression::Gzip => Box::new(flate2::read::GzDecoder::new(reader)),
-        Compression::Zstd => Box::new(
-            ruzstd::decoding::StreamingDecoder::new(reader)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?,
-        ),
+        // Multi-member streams too (parallel gzip writes one member per block).
+        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
+        Compression::Zstd => Box::new(ZstdFrames {
+            decoder: None,
+            reader: Some(io::BufReader::new(reader)),
+        }),
     })
+}
+
+type ZstdDecoder<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
+
+/// Decodes every zstd frame of a stream, one after the other (parallel
+/// packs write one frame per block).
+struct ZstdFrames<R: io::BufRead> {
+    decoder: Option<ZstdDecoder<R>>,
+    reader: Option<R>,
+}
+
+impl<R: io::BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(decoder) = &mut self.decoder {
+                let n = decoder.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // This frame is done: take the reader back for the next one.
+                if let Some(decoder) = self.decoder.take() {
+                    self.reader = Some(decoder.into_inner());
+                }
+            }
+            let Some(mut reader) = self.reader.take() else {
+                return Ok(0);
+            };
+            if reader.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let decoder = ZstdDecoder::new(reader)
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
+            self.decoder = Some(decoder);
+        }
+    }
 }
 
 /// `dest/path` if `path` is relative and has no `..`.

@@ -88,6 +88,9 @@ fn packs_are_reproducible_across_checkouts_and_times() {
 fn zstd_packages_round_trip_through_registry_and_skopeo() {
     let registry = Registry::start();
     let staged = stage_c_package("zstd-pkg");
+    // More than one 4 MiB block: several zstd frames, all read back.
+    let big = noise(9 << 20, 0x5eed);
+    fs::write(staged.join("lib/big.bin"), &big).unwrap();
     let reference = format!("{}/zstd/answer:1", registry.host());
     let (layout, digest) = pack_digest(&staged, &reference, &["--compression", "zstd"], &[]);
     run(ocipkg().arg("push").arg(&layout));
@@ -115,6 +118,7 @@ fn zstd_packages_round_trip_through_registry_and_skopeo() {
         fs::read(package.root().join("lib/libanswer.a")).unwrap(),
         fs::read(staged.join("lib/libanswer.a")).unwrap()
     );
+    assert_eq!(fs::read(package.root().join("lib/big.bin")).unwrap(), big);
 }
 
 #[test]
@@ -330,7 +334,8 @@ fn blobs_known_in_another_repository_are_mounted_not_uploaded() {
 fn large_blobs_are_uploaded_in_chunks() {
     let registry = Registry::start();
     let dir = stage_c_package("chunky-pkg");
-    let noise = noise(3 << 20, 0x1234_5678_9abc_def1);
+    // 5 MiB: more than one 4 MiB gzip member, too.
+    let noise = noise(5 << 20, 0x1234_5678_9abc_def1);
     fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
     let reference = format!("{}/chunky/answer:1", registry.host());
     let layout = pack(&dir, &reference);
