@@ -230,7 +230,7 @@ fn naive_pull(reference: &str, dest: &Path) {
             .map(|b| format!("{b:02x}"))
             .collect();
         assert_eq!(format!("sha256:{hex}"), digest);
-        tar::Archive::new(flate2::read::GzDecoder::new(&blob[..]))
+        tar::Archive::new(flate2::read::MultiGzDecoder::new(&blob[..]))
             .unpack(dest)
             .unwrap();
     }

@@ -127,7 +127,7 @@ fn an_app_layered_on_a_base_without_downloading_the_base() {
     let (manifest_digest, layers) = layout_digests(&layout);
     let new_layer = layers.last().unwrap();
     let blob = fs::File::open(layout.join("blobs/sha256").join(&new_layer[7..])).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
     for entry in archive.entries().unwrap() {
         let entry = entry.unwrap();
         let header = entry.header();

@@ -390,7 +390,7 @@ fn root_dir_owner_and_annotations_are_applied() {
     );
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     let blob = fs::File::open(layout.join("blobs/sha256").join(&layer[7..])).unwrap();
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(blob));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));
     let entries: Vec<(String, u64, u64, u64)> = archive
         .entries()
         .unwrap()
