@@ -75,6 +75,10 @@ impl Cache {
     /// Records that `reference`'s tag pointed at `manifest_digest`.
     pub(crate) fn record_ref(&self, reference: &Reference, manifest_digest: &str) -> Result<()> {
         let path = self.ref_file(reference);
+        // The warm path: the tag has not moved, nothing to write.
+        if fs::read_to_string(&path).is_ok_and(|d| d.trim() == manifest_digest) {
+            return Ok(());
+        }
         if let Some(parent) = path.parent() {
             create_dir_all(parent)?;
         }

@@ -909,7 +909,7 @@ fn select_package(
 /// The cargo that runs us (`cargo ocipkg` sets `CARGO`), else `cargo` on PATH.
 fn cargo_program() -> String {
     crate::env::Env::process(false)
-        .get("CARGO")
+        .get(crate::env::CARGO)
         .unwrap_or_else(|| "cargo".into())
 }
 
@@ -987,7 +987,7 @@ fn built_libraries(args: &[&str], package_id: &str) -> Result<Vec<PathBuf>> {
 /// without --target).
 fn host_triple() -> Result<String> {
     let rustc = crate::env::Env::process(false)
-        .get("RUSTC")
+        .get(crate::env::RUSTC)
         .unwrap_or_else(|| "rustc".into());
     let failed = |detail: String| Error::Command {
         command: format!("{rustc} -vV"),

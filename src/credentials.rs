@@ -20,7 +20,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
-use crate::env::Env;
+use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::reference::DOCKER_HUB;
 
@@ -103,7 +103,7 @@ impl Lookup {
             registry: registry.to_string(),
             from_var: env.get(&var),
             var,
-            user_password: env.get("OCIPKG_USERNAME").zip(env.get("OCIPKG_PASSWORD")),
+            user_password: env.get(env::USERNAME).zip(env.get(env::PASSWORD)),
             docker_config: docker_config_path(env),
             podman: podman_auth_paths(env),
         }
@@ -157,7 +157,7 @@ impl Lookup {
 
 /// `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
 pub(crate) fn docker_config_path(env: &Env) -> PathBuf {
-    match env.get("DOCKER_CONFIG") {
+    match env.get(env::DOCKER_CONFIG) {
         Some(dir) => PathBuf::from(dir).join("config.json"),
         None => home().join(".docker").join("config.json"),
     }
@@ -252,7 +252,7 @@ fn write_config(path: &std::path::Path, json: &serde_json::Value) -> Result<()> 
 
 fn podman_auth_paths(env: &Env) -> Vec<PathBuf> {
     let mut paths = Vec::new();
-    if let Some(dir) = env.get("XDG_RUNTIME_DIR") {
+    if let Some(dir) = env.get(env::XDG_RUNTIME_DIR) {
         paths.push(PathBuf::from(dir).join("containers").join("auth.json"));
     }
     paths.push(home().join(".config").join("containers").join("auth.json"));

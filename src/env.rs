@@ -32,6 +32,20 @@ pub const CARGO_MANIFEST_DIR: &str = "CARGO_MANIFEST_DIR";
 pub const DOCS_RS: &str = "DOCS_RS";
 /// Upload chunk size in MiB (default 16) for pushes.
 pub const UPLOAD_CHUNK_MIB: &str = "OCIPKG_UPLOAD_CHUNK_MIB";
+/// Set by cargo for build scripts: where shared libraries are staged.
+pub const OUT_DIR: &str = "OUT_DIR";
+/// Credentials for any registry that asks (with [`PASSWORD`]).
+pub const USERNAME: &str = "OCIPKG_USERNAME";
+/// Credentials for any registry that asks (with [`USERNAME`]).
+pub const PASSWORD: &str = "OCIPKG_PASSWORD";
+/// Docker's configuration directory (default `~/.docker`).
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
+/// Where podman keeps `containers/auth.json` first.
+pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
+/// The cargo `cargo ocipkg` runs (set by cargo for subcommands).
+pub const CARGO: &str = "CARGO";
+/// The compiler `cargo ocipkg` asks for the host triple.
+pub const RUSTC: &str = "RUSTC";
 /// Fixed timestamp for reproducible packs.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 

@@ -177,7 +177,7 @@ impl Linker {
                 target: target.triple,
             });
         }
-        if let Some(out_dir) = env.get("OUT_DIR") {
+        if let Some(out_dir) = env.get(env::OUT_DIR) {
             let out_dir = PathBuf::from(out_dir);
             // cargo run/test put link search paths inside OUT_DIR on the loader path.
             let name = parsed.repository().rsplit('/').next().unwrap_or("package");

@@ -181,12 +181,7 @@ fn a_tampered_manifest_is_rejected_with_both_digests() {
     bytes.push(b'\n');
     fs::write(&stored, &bytes).unwrap();
     let cache = temp_dir("cache-badmanifest");
-    let err = ocipkg::Linker::new()
-        .cache_dir(&cache)
-        .quiet(true)
-        .link(&reference)
-        .unwrap_err()
-        .to_string();
+    let err = link_in(&cache, &reference).unwrap_err().to_string();
     assert!(err.contains("digest mismatch"), "{err}");
     assert!(err.contains(&format!("expected: {digest}")), "{err}");
     assert!(err.contains("actual:   sha256:"), "{err}");

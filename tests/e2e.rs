@@ -112,11 +112,7 @@ fn skopeo_reads_what_we_push_and_we_read_what_skopeo_pushes() {
         &format!("oci:{}:v1", layout.display()),
         &format!("docker://{other}"),
     ]));
-    let package = ocipkg::Linker::new()
-        .cache_dir(temp_dir("cache-skopeo"))
-        .quiet(true)
-        .link(&other)
-        .unwrap();
+    let package = link_in(temp_dir("cache-skopeo"), &other).unwrap();
     assert_eq!(package.manifest_digest(), Some(ours_digest.as_str()));
     assert_eq!(package.libraries()[0].name(), "answer");
 }
@@ -134,20 +130,10 @@ fn tampered_blob_fails_with_both_digests_and_leaves_no_cache_entry() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     fs::write(&blob, &bytes).unwrap();
-    let actual = {
-        use sha2::Digest as _;
-        let hash = sha2::Sha256::digest(&bytes);
-        let hex: String = hash.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
-    };
+    let actual = sha256_of(&bytes);
 
     let cache = temp_dir("cache-tamper");
-    let err = ocipkg::Linker::new()
-        .cache_dir(&cache)
-        .quiet(true)
-        .link(&reference)
-        .unwrap_err()
-        .to_string();
+    let err = link_in(&cache, &reference).unwrap_err().to_string();
     assert!(err.contains("digest mismatch"), "{err}");
     assert!(err.contains(&format!("expected: {layer}")), "{err}");
     assert!(err.contains(&format!("actual:   {actual}")), "{err}");
@@ -225,11 +211,7 @@ fn anonymous_bearer_token_flow_is_followed() {
     let (layout, _) = publish_c_package(&registry, "public/answer:1");
     let (proxy, token_requests) = bearer_proxy(registry.port);
     let through_proxy = format!("127.0.0.1:{}/public/answer:1", proxy.port);
-    let package = ocipkg::Linker::new()
-        .cache_dir(temp_dir("cache-bearer"))
-        .quiet(true)
-        .link(&through_proxy)
-        .unwrap();
+    let package = link_in(temp_dir("cache-bearer"), &through_proxy).unwrap();
     assert_eq!(
         package.manifest_digest(),
         Some(layout_digests(&layout).0.as_str())

@@ -51,11 +51,7 @@ fn oras_pulls_our_package_and_we_link_what_oras_pushes() {
         ),
         &staged,
     );
-    let package = ocipkg::Linker::new()
-        .cache_dir(temp_dir("cache-oras"))
-        .quiet(true)
-        .link(&theirs)
-        .unwrap();
+    let package = link_in(temp_dir("cache-oras"), &theirs).unwrap();
     assert_eq!(package.libraries()[0].name(), "answer");
     assert_eq!(
         fs::read(package.root().join("lib/libanswer.a")).unwrap(),

@@ -109,11 +109,7 @@ fn zstd_packages_round_trip_through_registry_and_skopeo() {
     ]));
     assert_eq!(layout_digests(&copied).0, digest);
 
-    let package = ocipkg::Linker::new()
-        .cache_dir(temp_dir("cache-zstd"))
-        .quiet(true)
-        .link(&reference)
-        .unwrap();
+    let package = link_in(temp_dir("cache-zstd"), &reference).unwrap();
     assert_eq!(
         fs::read(package.root().join("lib/libanswer.a")).unwrap(),
         fs::read(staged.join("lib/libanswer.a")).unwrap()
@@ -156,13 +152,9 @@ fn hand_made_layout(
     let blobs = dir.join("blobs/sha256");
     fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| -> String {
-        use sha2::Digest as _;
-        let hex: String = sha2::Sha256::digest(bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        fs::write(blobs.join(&hex), bytes).unwrap();
-        format!("sha256:{hex}")
+        let digest = sha256_of(bytes);
+        fs::write(blobs.join(&digest[7..]), bytes).unwrap();
+        digest
     };
     let config_digest = put(config.1);
     let layer_descriptors: Vec<serde_json::Value> = layers
@@ -275,10 +267,7 @@ fn upstream_ocipkg_and_oras_style_artifacts_are_read() {
             &format!("oci:{}:1", layout.display()),
             &format!("docker://{reference}"),
         ]));
-        let package = ocipkg::Linker::new()
-            .cache_dir(temp_dir("cache-foreign"))
-            .quiet(true)
-            .link(&reference)
+        let package = link_in(temp_dir("cache-foreign"), &reference)
             .unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(package.libraries()[0].name(), "answer", "{name}");
         assert_eq!(

@@ -858,3 +858,22 @@ pub fn noise(len: usize, seed: u64) -> Vec<u8> {
         })
         .collect()
 }
+
+/// Links `reference` with a private cache, printing nothing (the library
+/// call a build script makes).
+pub fn link_in(cache: impl Into<PathBuf>, reference: &str) -> ocipkg::Result<ocipkg::Package> {
+    ocipkg::Linker::new()
+        .cache_dir(cache)
+        .quiet(true)
+        .link(reference)
+}
+
+/// `sha256:<hex>` of `bytes`.
+pub fn sha256_of(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    let hex: String = sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    format!("sha256:{hex}")
+}
