@@ -104,6 +104,7 @@ pub(crate) fn fetch_token(
     scope: &str,
     registry: &str,
     credential: Option<&Credential>,
+    allow_http: bool,
 ) -> Result<Option<Token>> {
     let action = format!("getting an access token for {registry}");
     let realm = challenge.param("realm").ok_or_else(|| Error::Registry {
@@ -118,12 +119,32 @@ pub(crate) fn fetch_token(
             message: format!("the token realm `{realm}` is not an http(s) URL"),
         });
     }
+    if realm.starts_with("http://") && !allow_http {
+        return Err(Error::refused(
+            format!("the token realm of {registry}"),
+            format!(
+                "the registry is reached over HTTPS but sends clients to `{realm}`, plain HTTP, \
+                 for tokens: credentials would travel in clear text"
+            ),
+            "ask the registry's operator to serve the token realm over HTTPS; if the registry \
+             really is plain HTTP, say so with `plain_http: true` in the registry \
+             configuration (OCIPKG_CONFIG)",
+        ));
+    }
     let service = challenge.param("service");
     // Prefer the scope the registry asked for; it may differ from ours.
     let scope = challenge.param("scope").unwrap_or(scope);
+    let mut secrets: Vec<String> = Vec::new();
+    if let Some(c) = credential {
+        secrets.push(c.secret.clone());
+        if let Some(basic) = c.basic() {
+            secrets.push(basic.trim_start_matches("Basic ").to_string());
+        }
+    }
+    let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let network = |e: ureq::Error| Error::Network {
         action: action.clone(),
-        detail: e.to_string(),
+        detail: scrub(&e.to_string(), &secrets),
     };
     let mut response = match credential {
         Some(c) if c.username.is_none() => {
@@ -166,7 +187,7 @@ pub(crate) fn fetch_token(
         return Err(Error::Registry {
             action,
             status,
-            message: crate::client::registry_message(&body),
+            message: scrub(&crate::client::registry_message(&body), &secrets),
         });
     }
     let json: serde_json::Value = serde_json::from_str(&body).map_err(|e| Error::Registry {
@@ -198,8 +219,47 @@ pub(crate) fn fetch_token(
     }))
 }
 
+/// `text` with every secret, and whatever follows `Basic `/`Bearer `, masked.
+pub(crate) fn scrub(text: &str, secrets: &[&str]) -> String {
+    let mut out = text.to_string();
+    for secret in secrets.iter().filter(|s| s.len() >= 3) {
+        out = out.replace(secret, "***");
+    }
+    for scheme in ["Basic ", "Bearer ", "basic ", "bearer "] {
+        let mut masked = String::new();
+        let mut rest = out.as_str();
+        while let Some(i) = rest.find(scheme) {
+            masked.push_str(&rest[..i + scheme.len()]);
+            rest = &rest[i + scheme.len()..];
+            let end = rest
+                .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | ',' | ';'))
+                .unwrap_or(rest.len());
+            if end > 0 {
+                masked.push_str("***");
+            }
+            rest = &rest[end..];
+        }
+        masked.push_str(rest);
+        out = masked;
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn secrets_are_scrubbed() {
+        let text =
+            "echo: Authorization: Basic dTpzZWNyZXRwdw== and password secretpw, Bearer abc.def";
+        let clean = super::scrub(text, &["secretpw"]);
+        assert!(
+            !clean.contains("secretpw") && !clean.contains("dTpzZWNyZXRwdw"),
+            "{clean}"
+        );
+        assert!(!clean.contains("abc.def"), "{clean}");
+        assert!(clean.contains("Basic ***"), "{clean}");
+    }
+
     use super::*;
 
     #[test]

@@ -23,25 +23,40 @@ use crate::digest::hex_part;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
 use crate::reference::Reference;
-use crate::tempdir::{create_dir_all, TempDir};
+use crate::tempdir::{create_dir_all, write_atomic, TempDir};
+use crate::unpack::Limits;
 
-/// The cache at one root directory.
+/// The cache at one root directory, and the limits on what a package
+/// may unpack to in it.
 pub(crate) struct Cache {
     root: PathBuf,
+    limits: Limits,
 }
 
 impl Cache {
+    /// The cache at `root` with the default unpack limits.
     pub(crate) fn new(root: PathBuf) -> Self {
-        Cache { root }
+        Cache {
+            root,
+            limits: Limits::default(),
+        }
+    }
+
+    /// The cache at `root` with the unpack limits of the environment.
+    pub(crate) fn at(root: PathBuf, env: &Env) -> Result<Self> {
+        Ok(Cache {
+            root,
+            limits: Limits::from_env(env)?,
+        })
     }
 
     /// `OCIPKG_CACHE_DIR`, else the per-user cache directory.
     pub(crate) fn from_env(env: &Env) -> Result<Self> {
         if let Some(dir) = env.get(env::CACHE_DIR) {
-            return Ok(Cache::new(PathBuf::from(dir)));
+            return Cache::at(PathBuf::from(dir), env);
         }
         match directories::ProjectDirs::from("", "", "ocipkg") {
-            Some(dirs) => Ok(Cache::new(dirs.cache_dir().to_path_buf())),
+            Some(dirs) => Cache::at(dirs.cache_dir().to_path_buf(), env),
             None => Err(Error::usage(
                 "cannot find a per-user cache directory (no home directory is known)",
                 format!("set {} to a writable directory", env::CACHE_DIR),
@@ -49,10 +64,20 @@ impl Cache {
         }
     }
 
-    /// The directory of a complete package, if it is cached.
+    /// What a package may unpack to.
+    pub(crate) fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// The directory of a complete package, if it is cached: one whose
+    /// `manifest.json` still has the digest it is filed under (anything else
+    /// was not put there by a verified fetch, and is fetched anew).
     pub(crate) fn lookup(&self, manifest_digest: &str) -> Result<Option<PathBuf>> {
         let dir = self.package_dir(manifest_digest)?;
-        Ok(dir.join("root").is_dir().then_some(dir))
+        let intact = fs::symlink_metadata(dir.join("root")).is_ok_and(|m| m.is_dir())
+            && read_small(&dir.join("manifest.json"))
+                .is_some_and(|bytes| crate::digest::sha256(&bytes) == manifest_digest);
+        Ok(intact.then_some(dir))
     }
 
     fn package_dir(&self, manifest_digest: &str) -> Result<PathBuf> {
@@ -63,13 +88,16 @@ impl Cache {
             .join(hex_part(manifest_digest)?))
     }
 
-    /// Where the digest a tag had when last fetched is recorded.
+    /// Where the digest a tag had when last fetched is recorded:
+    /// `refs/<registry>/<repository>/_tags/<tag>`. No repository component
+    /// starts with `_`, so `r/x:y` and `r/x/y:1` cannot collide.
     fn ref_file(&self, reference: &Reference) -> PathBuf {
         // `:` (a port) is not allowed in Windows file names.
         let registry = reference.registry().replace([':', '[', ']'], "_");
         let mut path = self.root.join("refs").join(registry);
         path.extend(reference.repository().split('/'));
-        path.join(reference.tag().unwrap_or("latest"))
+        path.join(TAGS_DIR)
+            .join(reference.tag().unwrap_or("latest"))
     }
 
     /// Records that `reference`'s tag pointed at `manifest_digest`.
@@ -79,14 +107,7 @@ impl Cache {
         if fs::read_to_string(&path).is_ok_and(|d| d.trim() == manifest_digest) {
             return Ok(());
         }
-        if let Some(parent) = path.parent() {
-            create_dir_all(parent)?;
-        }
-        // Write-then-rename, so a reader never sees half a digest.
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        fs::write(&tmp, manifest_digest)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        write_atomic(&path, manifest_digest.as_bytes())
     }
 
     /// The digest `reference` resolves to in the cache, without network: the
@@ -95,7 +116,7 @@ impl Cache {
         if let Some(digest) = reference.digest() {
             return Some(digest.to_string());
         }
-        let digest = fs::read_to_string(self.ref_file(reference)).ok()?;
+        let digest = String::from_utf8(read_small(&self.ref_file(reference))?).ok()?;
         hex_part(digest.trim()).ok()?;
         Some(digest.trim().to_string())
     }
@@ -144,8 +165,11 @@ impl Cache {
                 else {
                     continue;
                 };
-                if tag.contains(".tmp") {
+                let Some((TAGS_DIR, repo)) = repo.split_last().map(|(t, r)| (t.as_str(), r)) else {
                     continue;
+                };
+                if tag.starts_with('.') {
+                    continue; // a write in progress
                 }
                 if let Ok(digest) = fs::read_to_string(&path) {
                     // `_` stands for `:` (a port) in the registry's directory name.
@@ -225,14 +249,7 @@ impl Cache {
     /// Remembers that `repository` of `registry` holds blob `digest`, so a
     /// later push to another repository can mount it instead of uploading.
     pub(crate) fn record_blob(&self, registry: &str, digest: &str, repository: &str) -> Result<()> {
-        let path = self.blob_record(registry, digest)?;
-        if let Some(dir) = path.parent() {
-            create_dir_all(dir)?;
-        }
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        fs::write(&tmp, repository)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        write_atomic(&self.blob_record(registry, digest)?, repository.as_bytes())
     }
 
     /// A repository of `registry` known to hold blob `digest`.
@@ -251,13 +268,12 @@ impl Cache {
 
     /// Keeps a multi-platform index (for offline and pinned lookups).
     pub(crate) fn store_index(&self, digest: &str, bytes: &[u8]) -> Result<()> {
-        let dir = self.root.join("indexes").join("sha256");
-        create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.json", hex_part(digest)?));
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        fs::write(&tmp, bytes)
-            .and_then(|()| fs::rename(&tmp, &path))
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))
+        let path = self
+            .root
+            .join("indexes")
+            .join("sha256")
+            .join(format!("{}.json", hex_part(digest)?));
+        write_atomic(&path, bytes)
     }
 
     /// A kept index, checked against its digest.
@@ -290,6 +306,12 @@ impl Cache {
     /// committed. Call it holding the package's [`Cache::lock`]: leftovers of
     /// killed processes staging the same package are removed first.
     pub(crate) fn staging(&self, manifest_digest: &str) -> Result<TempDir> {
+        // A package directory that did not pass `lookup` was not made by a
+        // verified fetch: it goes, so the rename into place can succeed.
+        let dir = self.package_dir(manifest_digest)?;
+        if fs::symlink_metadata(&dir).is_ok() && self.lookup(manifest_digest)?.is_none() {
+            let _ = fs::remove_dir_all(&dir).or_else(|_| fs::remove_file(&dir));
+        }
         let tmp = self.root.join("tmp");
         let prefix = format!("{}.", hex_part(manifest_digest)?);
         if let Ok(entries) = fs::read_dir(&tmp) {
@@ -312,7 +334,7 @@ impl Cache {
         match fs::rename(&src, &dest) {
             Ok(()) => Ok(dest),
             // Someone else committed the same content first: theirs is as good.
-            Err(_) if dest.join("root").is_dir() => {
+            Err(_) if self.lookup(manifest_digest)?.is_some() => {
                 let _ = fs::remove_dir_all(&src);
                 Ok(dest)
             }
@@ -325,6 +347,25 @@ impl Cache {
             }
         }
     }
+}
+
+/// The directory of tag records inside a repository's `refs/` directory.
+const TAGS_DIR: &str = "_tags";
+
+/// A small regular file's bytes (not a symlink, at most 64 KiB).
+fn read_small(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let meta = fs::symlink_metadata(path).ok()?;
+    if !meta.is_file() || meta.len() > 64 << 10 {
+        return None;
+    }
+    let mut bytes = Vec::new();
+    File::open(path)
+        .ok()?
+        .take(64 << 10)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
 }
 
 /// Bytes of all files under `path`.

@@ -440,6 +440,9 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
                 linker.target(target);
             }
             let fetched = linker.fetch(&reference)?;
+            for warning in &fetched.warnings {
+                eprintln!("warning: {warning}");
+            }
             if let Some(output) = &output {
                 copy_out(&fetched.root, output)?;
             }
@@ -1044,7 +1047,18 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
         let entry = entry.map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
         let path = entry.path();
         let target = dest.join(entry.file_name());
-        if path.is_dir() {
+        let kind = entry
+            .file_type()
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        // Symlinks are copied as symlinks, never followed: the cache checked
+        // that they point inside the package, and so they do in the copy.
+        if kind.is_symlink() {
+            let link = fs::read_link(&path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            let _ = fs::remove_file(&target);
+            crate::tempdir::symlink(&link, &target)
+                .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
+        } else if kind.is_dir() {
             copy_tree(&path, &target)?;
         } else {
             fs::copy(&path, &target)

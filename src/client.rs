@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ureq::http::Response;
 use ureq::Body;
@@ -52,6 +52,9 @@ pub(crate) struct Client {
     /// Where the credentials came from that the registry accepted or refused.
     used: Option<String>,
     rejected: Option<String>,
+    /// When the operation must be over (`OCIPKG_TIMEOUT_SECS`), and its length.
+    deadline: Instant,
+    time_limit: Duration,
 }
 
 impl Client {
@@ -64,9 +67,13 @@ impl Client {
         plain_http: bool,
         push: bool,
         credentials: Lookup,
+        time_limit: Duration,
     ) -> Result<Self> {
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
+            // No one request outlasts the operation's time limit, however
+            // slowly a registry trickles its answer.
+            .timeout_global(Some(time_limit))
             .timeout_connect(Some(Duration::from_secs(10)))
             .timeout_recv_response(Some(Duration::from_secs(60)))
             .timeout_per_read(Some(Duration::from_secs(60)))
@@ -89,6 +96,8 @@ impl Client {
             also_pull: Vec::new(),
             used: None,
             rejected: None,
+            deadline: Instant::now() + time_limit,
+            time_limit,
         })
     }
 
@@ -114,7 +123,8 @@ impl Client {
         let plain = settings
             .plain_http
             .unwrap_or_else(|| plain_http(reference, env));
-        Client::new(reference, &settings, plain, push, credentials)
+        let time_limit = time_limit(env)?;
+        Client::new(reference, &settings, plain, push, credentials, time_limit)
     }
 
     fn url(&self, path: &str) -> String {
@@ -130,6 +140,9 @@ impl Client {
     {
         let mut attempt = 1;
         loop {
+            if Instant::now() >= self.deadline {
+                return Err(self.network(action, "no time left"));
+            }
             let outcome = self.send_authorized(action, &make);
             let wait = match &outcome {
                 Err(Error::Network { detail, .. }) if retry::retryable_failure(detail) => {
@@ -167,10 +180,6 @@ impl Client {
     where
         F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
     {
-        let network = |e: ureq::Error| Error::Network {
-            action: action.to_string(),
-            detail: e.to_string(),
-        };
         if self
             .token
             .as_ref()
@@ -178,7 +187,8 @@ impl Client {
         {
             self.token = None;
         }
-        let response = make(&self.agent, self.authorization().as_deref()).map_err(network)?;
+        let response = make(&self.agent, self.authorization().as_deref())
+            .map_err(|e| self.network(action, e))?;
         if response.status().as_u16() != 401 {
             return Ok(response);
         }
@@ -200,8 +210,18 @@ impl Client {
                 scope.push_str(&format!(" repository:{other}:pull"));
             }
             let mut token = None;
+            // Credentials go to a token realm over HTTPS only, unless the
+            // registry itself is plain HTTP.
+            let allow_http = self.base.starts_with("http://");
             if let Some(c) = &credential {
-                token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry, Some(c))?;
+                token = auth::fetch_token(
+                    &self.agent,
+                    bearer,
+                    &scope,
+                    &self.registry,
+                    Some(c),
+                    allow_http,
+                )?;
                 match token {
                     Some(_) => self.used = Some(c.source.clone()),
                     None => self.rejected = Some(c.source.clone()),
@@ -209,7 +229,14 @@ impl Client {
             }
             // A public package must not be spoiled by stale stored credentials.
             if token.is_none() && (credential.is_none() || !self.push) {
-                token = auth::fetch_token(&self.agent, bearer, &scope, &self.registry, None)?;
+                token = auth::fetch_token(
+                    &self.agent,
+                    bearer,
+                    &scope,
+                    &self.registry,
+                    None,
+                    allow_http,
+                )?;
             }
             match token {
                 Some(token) => self.token = Some(token),
@@ -223,7 +250,8 @@ impl Client {
         } else {
             return Ok(response);
         }
-        let retried = make(&self.agent, self.authorization().as_deref()).map_err(network)?;
+        let retried = make(&self.agent, self.authorization().as_deref())
+            .map_err(|e| self.network(action, e))?;
         if self.basic.is_some() {
             let source = credential.map(|c| c.source);
             match retried.status().as_u16() {
@@ -265,7 +293,7 @@ impl Client {
             .limit(64 << 10)
             .read_to_string()
             .unwrap_or_default();
-        let message = registry_message(&body);
+        let message = self.scrub(&registry_message(&body));
         if status == 401 || status == 403 {
             let tried = match (&self.rejected, &self.used) {
                 (Some(source), _) => format!("the credentials from {source} were refused"),
@@ -287,6 +315,41 @@ impl Client {
             status,
             message,
         }
+    }
+
+    /// A network failure of `action`; once the operation's time is up, one
+    /// that says so and names the setting.
+    fn network(&self, action: &str, detail: impl std::fmt::Display) -> Error {
+        let detail = if Instant::now() >= self.deadline {
+            format!(
+                "the operation's time limit of {} s ran out ({detail}); set {} to allow longer",
+                self.time_limit.as_secs(),
+                env::TIMEOUT_SECS
+            )
+        } else {
+            detail.to_string()
+        };
+        Error::Network {
+            action: action.to_string(),
+            detail: self.scrub(&detail),
+        }
+    }
+
+    /// `text` without this client's credentials or token in it.
+    fn scrub(&self, text: &str) -> String {
+        let credential = self.credential.clone().flatten();
+        let basic = credential.as_ref().and_then(Credential::basic);
+        let mut secrets: Vec<&str> = Vec::new();
+        if let Some(c) = &credential {
+            secrets.push(&c.secret);
+        }
+        if let Some(b) = &basic {
+            secrets.push(b.trim_start_matches("Basic "));
+        }
+        if let Some(t) = &self.token {
+            secrets.push(&t.value);
+        }
+        auth::scrub(text, &secrets)
     }
 
     /// `GET /v2/`, authenticating as the registry asks: checks credentials.
@@ -331,10 +394,7 @@ impl Client {
             .with_config()
             .limit(MANIFEST_LIMIT)
             .read_to_vec()
-            .map_err(|e| Error::Network {
-                action: action.clone(),
-                detail: e.to_string(),
-            })?;
+            .map_err(|e| self.network(&action, e))?;
         Ok(FetchedManifest {
             bytes,
             media_type,
@@ -373,6 +433,8 @@ impl Client {
             offset: 0,
             size,
             resumes: 0,
+            deadline: self.deadline,
+            time_limit: self.time_limit,
         }))
     }
 
@@ -427,8 +489,9 @@ impl Client {
             match self.upload_chunks(&action, &location, path, size, chunk_size)? {
                 Some((last, chunks)) => {
                     let put_url = with_digest(&last, digest);
+                    let ours = same_origin(&self.base, &put_url);
                     let response = self.execute(&action, |agent, auth| {
-                        with_auth(agent.put(&put_url), auth).send_empty()
+                        with_auth(agent.put(&put_url), auth.filter(|_| ours)).send_empty()
                     })?;
                     if response.status().as_u16() != 201 {
                         return Err(self.fail(&action, response));
@@ -449,9 +512,10 @@ impl Client {
             }
         }
         let put_url = with_digest(&location, digest);
+        let ours = same_origin(&self.base, &put_url);
         let response = self.execute(&action, |agent, auth| {
             let file = File::open(path).map_err(ureq::Error::Io)?;
-            with_auth(agent.put(&put_url), auth)
+            with_auth(agent.put(&put_url), auth.filter(|_| ours))
                 .header("Content-Type", "application/octet-stream")
                 .send(&file)
         })?;
@@ -476,7 +540,9 @@ impl Client {
             201 => Ok(true),
             202 => {
                 if let Ok(session) = self.session(&action, &response) {
-                    let auth = self.authorization();
+                    let auth = self
+                        .authorization()
+                        .filter(|_| same_origin(&self.base, &session));
                     let _ = with_auth(self.agent.delete(&session), auth.as_deref()).call();
                 }
                 Ok(false)
@@ -516,8 +582,9 @@ impl Client {
             let range = format!("{offset}-{}", offset + len as u64 - 1);
             let body = &buffer[..len];
             let url = location.clone();
+            let ours = same_origin(&self.base, &url);
             let response = self.execute(action, |agent, auth| {
-                with_auth(agent.patch(&url), auth)
+                with_auth(agent.patch(&url), auth.filter(|_| ours))
                     .header("Content-Type", "application/octet-stream")
                     .header("Content-Range", &range)
                     .send(body)
@@ -573,12 +640,15 @@ impl Client {
         Ok(())
     }
 
-    /// All tags of the repository, following `Link` pagination.
+    /// All tags of the repository, following `Link` pagination on the
+    /// registry's own origin (at most [`MAX_TAG_PAGES`] pages, never the
+    /// same page twice).
     pub(crate) fn list_tags(&mut self) -> Result<Vec<String>> {
         let action = format!("listing tags of {}/{}", self.registry, self.repository);
         let mut url = self.url("tags/list");
+        let mut seen = std::collections::HashSet::new();
         let mut tags = Vec::new();
-        loop {
+        while seen.insert(url.clone()) && seen.len() <= MAX_TAG_PAGES {
             let mut response = self.execute(&action, |agent, auth| {
                 with_auth(agent.get(&url), auth).call()
             })?;
@@ -595,10 +665,7 @@ impl Client {
                 .with_config()
                 .limit(16 << 20)
                 .read_to_string()
-                .map_err(|e| Error::Network {
-                    action: action.clone(),
-                    detail: e.to_string(),
-                })?;
+                .map_err(|e| self.network(&action, e))?;
             let json: serde_json::Value = serde_json::from_str(&body)
                 .map_err(|e| Error::invalid("the tag list", e.to_string()))?;
             // Distribution answers `"tags": null` for a repository without tags.
@@ -606,14 +673,28 @@ impl Client {
                 tags.extend(list.iter().filter_map(|t| t.as_str().map(String::from)));
             }
             match next {
-                Some(link) if link.starts_with('/') => url = format!("{}{link}", self.base),
-                Some(link) => url = link,
+                Some(link) => url = absolute(&self.base, &link),
                 None => break,
+            }
+            if !same_origin(&self.base, &url) {
+                return Err(Error::refused(
+                    format!("the tag list of {}/{}", self.registry, self.repository),
+                    format!(
+                        "its next page is on another origin ({}); it is not followed, so no \
+                         credentials go there",
+                        self.scrub(&url)
+                    ),
+                    "list the tags with the registry's own tools, or ask its operator to \
+                     paginate on the registry's own host",
+                ));
             }
         }
         Ok(tags)
     }
 }
+
+/// Most pages of a tag list followed.
+const MAX_TAG_PAGES: usize = 1000;
 
 /// A blob body that, when the connection breaks, asks again from where it
 /// broke (`Range`), or from the start skipping what it already delivered
@@ -626,6 +707,8 @@ struct ResumingReader {
     offset: u64,
     size: u64,
     resumes: u32,
+    deadline: Instant,
+    time_limit: Duration,
 }
 
 impl ResumingReader {
@@ -677,6 +760,13 @@ impl Read for ResumingReader {
                 Ok(_) => std::io::Error::other("the connection closed before the end of the blob"),
                 Err(e) => e,
             };
+            if Instant::now() >= self.deadline {
+                return Err(std::io::Error::other(format!(
+                    "the operation's time limit of {} s ran out ({error}); set {} to allow longer",
+                    self.time_limit.as_secs(),
+                    env::TIMEOUT_SECS
+                )));
+            }
             if self.resumes >= retry::MAX_RESUMES {
                 return Err(error);
             }
@@ -685,6 +775,49 @@ impl Read for ResumingReader {
             std::thread::sleep(retry::backoff(self.resumes, None));
         }
     }
+}
+
+/// The time limit of one operation: `OCIPKG_TIMEOUT_SECS`, default 30 min.
+fn time_limit(env: &Env) -> Result<Duration> {
+    const DEFAULT: u64 = 1800;
+    match env.get(env::TIMEOUT_SECS) {
+        None => Ok(Duration::from_secs(DEFAULT)),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(secs) if secs > 0 => Ok(Duration::from_secs(secs)),
+            _ => Err(Error::usage(
+                format!(
+                    "{}=`{v}` is not a positive number of seconds",
+                    env::TIMEOUT_SECS
+                ),
+                format!(
+                    "set {} to the seconds one fetch or push may take (default {DEFAULT}), or \
+                     unset it",
+                    env::TIMEOUT_SECS
+                ),
+            )),
+        },
+    }
+}
+
+/// Whether `url` has the scheme, host and port of `base` (an `http(s)://host[:port]`).
+fn same_origin(base: &str, url: &str) -> bool {
+    let origin = |u: &str| -> Option<String> {
+        let (scheme, rest) = u.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let authority = authority.rsplit('@').next()?.to_ascii_lowercase();
+        let scheme = scheme.to_ascii_lowercase();
+        let default = if scheme == "https" { ":443" } else { ":80" };
+        let with_port = if authority
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| !p.contains(']'))
+        {
+            authority
+        } else {
+            format!("{authority}{default}")
+        };
+        Some(format!("{scheme}://{with_port}"))
+    };
+    origin(base).is_some() && origin(base) == origin(url)
 }
 
 /// `ocipkg/<version> (<os>; <arch>)`
@@ -837,6 +970,23 @@ mod tests {
             url("https://h", "/v2/r/blobs/uploads/u"),
             "https://h/v2/r/blobs/uploads/u?digest=sha256:ab"
         );
+    }
+
+    #[test]
+    fn origins_are_compared_with_default_ports() {
+        assert!(same_origin("https://h", "https://h:443/v2/x?y"));
+        assert!(same_origin(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5000/upload"
+        ));
+        assert!(!same_origin(
+            "http://127.0.0.1:5000",
+            "http://127.0.0.1:5001/upload"
+        ));
+        assert!(!same_origin("https://h", "http://h/v2"));
+        assert!(!same_origin("https://h", "https://h.evil/v2"));
+        assert!(!same_origin("https://h", "https://h@evil/v2"));
+        assert!(same_origin("http://[::1]:5000", "http://[::1]:5000/v2"));
     }
 
     #[test]

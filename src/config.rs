@@ -23,8 +23,13 @@
 //!   registry's certificate.
 //! - `mirrors`: `host[:port][/path-prefix]` tried in order before the
 //!   registry itself when pulling; the repository path is appended to the
-//!   prefix. Every digest is verified whatever the source, so a mirror can
-//!   make a pull fail over to the next source but never change what is linked.
+//!   prefix. Mirrors only serve content: a tag is resolved at the registry
+//!   itself (or taken from `ocipkg.lock`), and mirrors are asked for that
+//!   digest. Every digest is verified whatever the source, so a mirror can
+//!   make a pull fail over to the next source (with a warning) but never
+//!   change what is linked.
+//! - `trust_mirror_tags`: when the registry itself cannot be reached, let
+//!   its mirrors resolve tags (they could then choose what is linked).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -46,6 +51,8 @@ pub(crate) struct RegistryConfig {
     pub ca_certs: Vec<PathBuf>,
     #[serde(default)]
     pub mirrors: Vec<String>,
+    #[serde(default)]
+    pub trust_mirror_tags: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -23,10 +23,12 @@ fn hex(bytes: &[u8]) -> String {
 /// The hex part of a `sha256:<hex>` digest, which names files in caches and layouts.
 pub(crate) fn hex_part(digest: &str) -> Result<&str> {
     match digest.strip_prefix("sha256:") {
-        Some(h) if h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()) => Ok(h),
+        Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Ok(h)
+        }
         _ => Err(Error::invalid(
-            format!("digest `{digest}`"),
-            "only sha256 digests of 64 hex digits are supported",
+            format!("digest `{}`", digest.escape_debug()),
+            "only sha256 digests of 64 lower-case hex digits are supported",
         )),
     }
 }

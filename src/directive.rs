@@ -68,6 +68,61 @@ impl fmt::Display for Directive {
     }
 }
 
+/// Whether `name` may be a library or framework name in a directive:
+/// letters, digits and `_ . + -`, not starting with `-` (no `=` or `:` that
+/// would change the kind or add modifiers, no line breaks).
+pub(crate) fn is_library_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('-')
+        && name.len() <= 255
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '+' | '-'))
+}
+
+/// Whether `text` may be part of a directive: no control characters, so it
+/// cannot end the line and start another.
+pub(crate) fn is_plain_text(text: &str) -> bool {
+    !text.chars().any(char::is_control)
+}
+
+impl Directive {
+    /// Why this directive must not be printed, if it must not: a value with
+    /// a control character (a line break would start another directive) or
+    /// a library name rustc would read as something else.
+    pub(crate) fn problem(&self) -> Option<String> {
+        let path_text = |p: &PathBuf| p.to_string_lossy().into_owned();
+        let (text, name) = match self {
+            Directive::RerunIfEnvChanged(v) | Directive::LinkArg(v) | Directive::Warning(v) => {
+                (v.clone(), false)
+            }
+            Directive::RerunIfChanged(p) | Directive::LinkSearch(p) => (path_text(p), false),
+            Directive::LinkLib(_, n) | Directive::LinkFramework(n) => (n.clone(), true),
+            Directive::Metadata(k, v) => {
+                if !k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || k.is_empty() {
+                    return Some(format!(
+                        "metadata key `{}` is not a plain word",
+                        k.escape_debug()
+                    ));
+                }
+                (v.clone(), false)
+            }
+        };
+        if name && !is_library_name(&text) {
+            return Some(format!(
+                "`{}` is not a valid library name (letters, digits, `_ . + -`)",
+                text.escape_debug()
+            ));
+        }
+        (!is_plain_text(&text)).then(|| {
+            format!(
+                "`{}` holds a control character (a line break would inject cargo directives)",
+                text.escape_debug()
+            )
+        })
+    }
+}
+
 /// Prints the directives to stdout, one per line: the only output ocipkg
 /// writes to stdout in a build script.
 pub fn print(directives: &[Directive]) {
@@ -98,5 +153,27 @@ mod tests {
             Directive::Metadata("include".into(), "/x".into()).to_string(),
             "cargo:include=/x"
         );
+    }
+
+    #[test]
+    fn values_that_would_inject_directives_are_caught() {
+        let lib = |n: &str| Directive::LinkLib(None, n.into());
+        for good in ["m", "stdc++", "gcc_s", "ssl.3", "c++"] {
+            assert_eq!(lib(good).problem(), None, "{good}");
+        }
+        for bad in [
+            "m\ncargo:rustc-env=X=1",
+            "static=foo",
+            "foo:bar",
+            "-lfoo",
+            "",
+        ] {
+            assert!(lib(bad).problem().is_some(), "{bad}");
+        }
+        let search = Directive::LinkSearch(PathBuf::from("/c/lib\ncargo:warning=x"));
+        assert!(search.problem().unwrap().contains("control character"));
+        assert!(Directive::Metadata("a\nb".into(), "x".into())
+            .problem()
+            .is_some());
     }
 }

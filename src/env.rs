@@ -48,6 +48,14 @@ pub const CARGO: &str = "CARGO";
 pub const RUSTC: &str = "RUSTC";
 /// Fixed timestamp for reproducible packs.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
+/// Most bytes one package may unpack to, in MiB (default 4096).
+pub const MAX_UNPACKED_MIB: &str = "OCIPKG_MAX_UNPACKED_MIB";
+/// Most unpacked bytes per compressed byte of a package, past its first 64 MiB (default 100).
+pub const MAX_EXPANSION: &str = "OCIPKG_MAX_EXPANSION";
+/// Most entries (files, directories, links) one package may hold (default 100000).
+pub const MAX_FILES: &str = "OCIPKG_MAX_FILES";
+/// Time limit of one fetch or push, in seconds, whatever the registry does (default 1800).
+pub const TIMEOUT_SECS: &str = "OCIPKG_TIMEOUT_SECS";
 
 /// Whether the build must not use the network.
 pub(crate) fn is_offline(env: &Env) -> bool {

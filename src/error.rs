@@ -75,6 +75,17 @@ pub enum Error {
         /// Why it is not acceptable.
         reason: String,
     },
+    /// The package breaks a safety rule (an entry reaching outside the
+    /// package, a value that would inject cargo directives, a decompression
+    /// bomb) and is refused.
+    Refused {
+        /// What was being read, naming the package.
+        what: String,
+        /// Which entry or field broke which rule.
+        reason: String,
+        /// What to do.
+        help: String,
+    },
     /// The package holds no library this target can link.
     NoLibraries {
         /// The reference of the package.
@@ -127,6 +138,31 @@ impl Error {
             what: what.into(),
             reason: reason.into(),
         }
+    }
+
+    pub(crate) fn refused(
+        what: impl Into<String>,
+        reason: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Self {
+        Error::Refused {
+            what: what.into(),
+            reason: reason.into(),
+            help: help.into(),
+        }
+    }
+
+    /// Whether this is the registry being unreachable or failing (network,
+    /// 5xx, 429 after retries) rather than an answer (401, 404, bad content).
+    pub(crate) fn is_outage(&self) -> bool {
+        matches!(
+            self,
+            Error::Network { .. }
+                | Error::Registry {
+                    status: 429 | 500..=599,
+                    ..
+                }
+        )
     }
 
     pub(crate) fn usage(problem: impl Into<String>, help: impl Into<String>) -> Self {
@@ -241,6 +277,12 @@ impl fmt::Display for Error {
                  reason: {reason}\n  \
                  help: check that the reference names a package made by `ocipkg pack` or \
                  `cargo ocipkg build` (an OCI image manifest with tar layers)."
+            ),
+            Error::Refused { what, reason, help } => write!(
+                f,
+                "ocipkg: refusing {what}\n  \
+                 reason: {reason}\n  \
+                 help: {help}"
             ),
             Error::NoLibraries {
                 reference,

@@ -485,7 +485,7 @@ fn copy_layout(src: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     for entry in entries.flatten() {
         let to = blobs.join(entry.file_name());
-        crate::link::place(&entry.path(), &to)?;
+        crate::link::place(&entry.path(), &to, None)?;
     }
     Ok(())
 }

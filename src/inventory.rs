@@ -120,8 +120,8 @@ pub fn inspect(what: &str, target: Option<&str>) -> Result<Inspection> {
     let _temporary;
     let (cache_root, fetched) = if path.exists() {
         let tmp = TempDir::new_in(&std::env::temp_dir(), "ocipkg-inspect-")?;
-        let fetched =
-            crate::transfer::load_into(path, None, target, &Cache::new(tmp.path().to_path_buf()))?;
+        let cache = Cache::at(tmp.path().to_path_buf(), &Env::process(false))?;
+        let fetched = crate::transfer::load_into(path, None, target, &cache)?;
         let root = tmp.path().to_path_buf();
         _temporary = tmp;
         (root, fetched)
@@ -195,7 +195,9 @@ fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        if path.is_dir() {
+        // Never into a symlink: a package's links may loop (`a -> .`).
+        let real_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if real_dir {
             collect_files(root, &path, out);
         } else if let Ok(rel) = path.strip_prefix(root) {
             out.push(rel.display().to_string());

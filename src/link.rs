@@ -151,7 +151,7 @@ fn runtime_files(dir: &Path, name: &str, target: &Target, dir_files: &[String]) 
 
 /// Every library for `target` under `root`, one per name and kind; a name
 /// found in an earlier directory shadows later ones.
-fn scan(root: &Path, target: &Target) -> Vec<Library> {
+fn scan(root: &Path, target: &Target) -> Result<Vec<Library>> {
     let mut found: Vec<Library> = Vec::new();
     for dir in LIB_DIRS {
         let dir = root.join(dir);
@@ -168,6 +168,19 @@ fn scan(root: &Path, target: &Target) -> Vec<Library> {
             let Some((name, kind)) = classify(file, target, &dir, &files) else {
                 continue;
             };
+            if !crate::directive::is_library_name(name) {
+                return Err(Error::refused(
+                    "the package's files",
+                    format!(
+                        "the library file `{}` gives the link name `{}`, which is not valid \
+                         (letters, digits, `_ . + -`)",
+                        dir.join(file).display().to_string().escape_debug(),
+                        name.escape_debug()
+                    ),
+                    "rename the library in the package (ocipkg pack), or report it to its \
+                     publisher",
+                ));
+            }
             if found.iter().any(|l| l.name == name && l.kind == kind) {
                 continue;
             }
@@ -183,7 +196,7 @@ fn scan(root: &Path, target: &Target) -> Vec<Library> {
             });
         }
     }
-    found
+    Ok(found)
 }
 
 /// The libraries to link, in link order: those the package's link metadata
@@ -195,7 +208,7 @@ pub(crate) fn choose(
     metadata: &LinkMetadata,
     prefer: Option<LinkKind>,
 ) -> Result<Vec<Library>> {
-    let all = scan(root, target);
+    let all = scan(root, target)?;
     let pick = |name: &str, kind: Option<LinkKind>| -> Option<Library> {
         let of_name: Vec<&Library> = all.iter().filter(|l| l.name == name).collect();
         let wanted = kind.or(prefer).unwrap_or(LinkKind::Static);
@@ -294,7 +307,7 @@ pub(crate) fn link_directives(
 /// Copies (or hard-links) the dynamic libraries into `dir` and points them
 /// there: cargo puts link search paths inside its target dir on the loader
 /// path of `cargo run` and `cargo test`.
-pub(crate) fn stage_dylibs(libraries: &mut [Library], dir: &Path) -> Result<()> {
+pub(crate) fn stage_dylibs(libraries: &mut [Library], root: &Path, dir: &Path) -> Result<()> {
     let dylibs: Vec<&mut Library> = libraries
         .iter_mut()
         .filter(|l| l.kind == LinkKind::Dylib)
@@ -312,7 +325,7 @@ pub(crate) fn stage_dylibs(libraries: &mut [Library], dir: &Path) -> Result<()> 
                 continue;
             };
             let dest = dir.join(name);
-            place(file, &dest)?;
+            place(file, &dest, Some(root))?;
             if lib.runtime.contains(file) {
                 staged_runtime.push(dest.clone());
             }
@@ -326,11 +339,26 @@ pub(crate) fn stage_dylibs(libraries: &mut [Library], dir: &Path) -> Result<()> 
 }
 
 /// Hard-links `src` to `dest`, or copies it; replaces an older `dest`.
-pub(crate) fn place(src: &Path, dest: &Path) -> Result<()> {
+/// Symlinks (`libfoo.so -> libfoo.so.1`) are resolved, so the copy is a real
+/// file, but only to a file inside `root` when given.
+pub(crate) fn place(src: &Path, dest: &Path, root: Option<&Path>) -> Result<()> {
     let _ = fs::remove_file(dest);
-    // Resolve symlinks (libfoo.so -> libfoo.so.1): the copy is a real file.
     let real =
         fs::canonicalize(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
+    if let Some(root) = root {
+        let root = fs::canonicalize(root)
+            .map_err(|e| Error::io(format!("reading {}", root.display()), e))?;
+        if !real.starts_with(&root) || !real.is_file() {
+            return Err(Error::refused(
+                format!("the library file {}", src.display()),
+                format!(
+                    "it resolves to {}, which is not a file inside the package",
+                    real.display()
+                ),
+                "report it to the package's publisher",
+            ));
+        }
+    }
     if fs::hard_link(&real, dest).is_ok() {
         return Ok(());
     }

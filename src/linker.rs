@@ -38,6 +38,9 @@ pub struct Fetched {
     /// Digest the reference resolved to: the manifest's, or the
     /// multi-platform index's.
     pub resolved_digest: String,
+    /// What went wrong on the way without stopping the fetch (a mirror that
+    /// failed), one line each.
+    pub warnings: Vec<String>,
 }
 
 impl Linker {
@@ -116,8 +119,11 @@ impl Linker {
     pub fn fetch(&self, reference: &str) -> Result<Fetched> {
         let env = Env::process(false);
         let target = self.target_of(&env);
-        let cached = self.fetch_with(&Reference::parse(reference)?, &target, &env)?;
+        let mut warnings = Vec::new();
+        let cached =
+            self.fetch_with(&Reference::parse(reference)?, &target, &env, &mut warnings)?;
         Ok(Fetched {
+            warnings,
             root: cached.dir.join("root"),
             manifest_digest: cached.digest,
             resolved_digest: cached.resolved,
@@ -161,8 +167,10 @@ impl Linker {
                 (dir, None, LinkMetadata::default())
             }
             None => {
-                let (cached, lockfile) = self.fetch_locked(&parsed, &target, env)?;
+                let mut warnings = Vec::new();
+                let (cached, lockfile) = self.fetch_locked(&parsed, &target, env, &mut warnings)?;
                 directives.extend(lockfile.map(Directive::RerunIfChanged));
+                directives.extend(warnings.into_iter().map(Directive::Warning));
                 let metadata = read_metadata(&cached.dir)?;
                 (cached.dir.join("root"), Some(cached.digest), metadata)
             }
@@ -181,7 +189,7 @@ impl Linker {
             let out_dir = PathBuf::from(out_dir);
             // cargo run/test put link search paths inside OUT_DIR on the loader path.
             let name = parsed.repository().rsplit('/').next().unwrap_or("package");
-            link::stage_dylibs(&mut libraries, &out_dir.join("ocipkg").join(name))?;
+            link::stage_dylibs(&mut libraries, &root, &out_dir.join("ocipkg").join(name))?;
             if self.install_dylibs {
                 directives.extend(install_dylibs(&libraries, &out_dir, &target)?);
             }
@@ -196,6 +204,14 @@ impl Linker {
             directives.push(Directive::Metadata(
                 "include".into(),
                 first.display().to_string(),
+            ));
+        }
+        // The last guard: nothing that is not plain data reaches stdout.
+        if let Some(problem) = directives.iter().find_map(Directive::problem) {
+            return Err(Error::refused(
+                format!("package {parsed}"),
+                format!("a cargo directive from it would not be plain data: {problem}"),
+                "report it to the package's publisher",
             ));
         }
         Ok(Package {
@@ -215,17 +231,18 @@ impl Linker {
         reference: &Reference,
         target: &Target,
         env: &Env,
+        warnings: &mut Vec<String>,
     ) -> Result<(Cached, Option<PathBuf>)> {
         let dir = match &self.lockfile_dir {
             Some(dir) => dir.clone(),
             None => match env.get(env::CARGO_MANIFEST_DIR) {
                 Some(dir) => PathBuf::from(dir),
-                None => return Ok((self.fetch_with(reference, target, env)?, None)),
+                None => return Ok((self.fetch_with(reference, target, env, warnings)?, None)),
             },
         };
         let mut lockfile = Lockfile::load(&dir)?;
         if env::is_true(env, env::UPDATE_LOCK) {
-            let cached = self.fetch_with(reference, target, env)?;
+            let cached = self.fetch_with(reference, target, env, warnings)?;
             lockfile.set(reference, &cached.resolved);
             lockfile.save()?;
             return Ok((cached, Some(lockfile.path().to_path_buf())));
@@ -233,9 +250,9 @@ impl Linker {
         let used = lockfile.exists().then(|| lockfile.path().to_path_buf());
         let locked = match (reference.digest(), lockfile.get(reference)) {
             (None, Some(digest)) => reference.with_digest(digest),
-            _ => return Ok((self.fetch_with(reference, target, env)?, used)),
+            _ => return Ok((self.fetch_with(reference, target, env, warnings)?, used)),
         };
-        match self.fetch_with(&locked, target, env) {
+        match self.fetch_with(&locked, target, env, warnings) {
             Ok(cached) => Ok((cached, used)),
             Err(Error::Registry { status: 404, .. }) => Err(Error::usage(
                 format!(
@@ -254,9 +271,15 @@ impl Linker {
         }
     }
 
-    fn fetch_with(&self, reference: &Reference, target: &Target, env: &Env) -> Result<Cached> {
+    fn fetch_with(
+        &self,
+        reference: &Reference,
+        target: &Target,
+        env: &Env,
+        warnings: &mut Vec<String>,
+    ) -> Result<Cached> {
         let cache = match &self.cache_dir {
-            Some(dir) => Cache::new(dir.clone()),
+            Some(dir) => Cache::at(dir.clone(), env)?,
             None => Cache::from_env(env)?,
         };
         let offline = match self.offline {
@@ -268,20 +291,76 @@ impl Linker {
         }
         let config = Config::load(env)?;
         let settings = config.registry(reference.registry());
-        // Mirrors first; any failure there (even a wrong digest) falls
-        // through to the next source, and finally to the registry itself.
-        for mirror in &settings.mirrors {
-            let on_mirror = reference.on_mirror(mirror)?;
-            let credentials = Lookup::new(on_mirror.registry(), env);
-            let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
-            if let Ok(cached) = pull::pull(reference, target, &mut client, &cache) {
-                return Ok(cached);
+        let origin = || {
+            let credentials = Lookup::new(reference.registry(), env);
+            Client::configured(reference, &config, env, false, credentials)
+        };
+        if settings.mirrors.is_empty() {
+            return pull::pull(reference, target, &mut origin()?, &cache);
+        }
+        // Mirrors only serve content: a tag is resolved at the registry
+        // itself, and mirrors are asked for that digest, verified.
+        let mut pinned = reference.clone();
+        if reference.digest().is_none() {
+            match pull::resolve(reference, &mut origin()?) {
+                Ok((_, digest)) => pinned = reference.with_digest(&digest),
+                Err(e) if e.is_outage() && settings.trust_mirror_tags => warnings.push(format!(
+                    "{} is unreachable; resolving the tag {reference} through its mirrors \
+                     (trust_mirror_tags is set)",
+                    reference.registry()
+                )),
+                Err(e) if e.is_outage() => {
+                    return Err(Error::usage(
+                        format!(
+                            "cannot resolve the tag {reference}: {} is unreachable, and its \
+                             mirrors are only trusted with digests\n  cause: {}",
+                            reference.registry(),
+                            first_line(&e.to_string())
+                        ),
+                        format!(
+                            "pin the reference by digest (REF@sha256:...) or lock it with \
+                             `ocipkg lock {reference}` while the registry is reachable; or set \
+                             `\"trust_mirror_tags\": true` for {} in the registry \
+                             configuration (OCIPKG_CONFIG) to let mirrors answer tags",
+                            reference.registry()
+                        ),
+                    ))
+                }
+                Err(e) => return Err(e),
             }
         }
-        let credentials = Lookup::new(reference.registry(), env);
-        let mut client = Client::configured(reference, &config, env, false, credentials)?;
-        pull::pull(reference, target, &mut client, &cache)
+        let mut found = None;
+        for mirror in &settings.mirrors {
+            let on_mirror = pinned.on_mirror(mirror)?;
+            let credentials = Lookup::new(on_mirror.registry(), env);
+            let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
+            match pull::pull(&pinned, target, &mut client, &cache) {
+                Ok(cached) => {
+                    found = Some(cached);
+                    break;
+                }
+                // Any failure there (even a wrong digest) falls through to
+                // the next source, and finally to the registry itself.
+                Err(e) => warnings.push(format!(
+                    "mirror {mirror} did not serve {pinned}: {}; trying the next source",
+                    first_line(&e.to_string()).trim_start_matches("ocipkg: ")
+                )),
+            }
+        }
+        let cached = match found {
+            Some(cached) => cached,
+            None => pull::pull(&pinned, target, &mut origin()?, &cache)?,
+        };
+        if reference.digest().is_none() {
+            cache.record_ref(reference, &cached.resolved)?;
+        }
+        Ok(cached)
     }
+}
+
+/// The first line of a multi-line message.
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
 }
 
 /// `OCIPKG_<NAME>_LINK=static|dylib`, if set.
@@ -313,8 +392,69 @@ pub(crate) fn read_metadata(dir: &Path) -> Result<LinkMetadata> {
     {
         return Ok(LinkMetadata::default());
     }
-    serde_json::from_slice(&read("config.json")?)
-        .map_err(|e| Error::invalid("the package's link metadata (config)", e.to_string()))
+    let metadata: LinkMetadata = serde_json::from_slice(&read("config.json")?)
+        .map_err(|e| Error::invalid("the package's link metadata (config)", e.to_string()))?;
+    check_metadata(&metadata)?;
+    Ok(metadata)
+}
+
+/// Refuses link metadata whose values would not stay what they claim to be
+/// in a cargo directive, or whose paths leave the package.
+fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
+    let refuse = |field: &str, value: &str, rule: &str| {
+        Err(Error::refused(
+            "the package's link metadata (config)",
+            format!("`{field}` holds `{}`, {rule}", value.escape_debug()),
+            "a package may only name libraries (letters, digits, `_ . + -`) and relative paths              inside itself; report it to its publisher",
+        ))
+    };
+    let names = metadata
+        .libraries
+        .iter()
+        .map(|l| ("libraries", l.name.as_str()))
+        .chain(
+            metadata
+                .system_libraries
+                .iter()
+                .map(|n| ("system_libraries", n.as_str())),
+        )
+        .chain(
+            metadata
+                .frameworks
+                .iter()
+                .map(|n| ("frameworks", n.as_str())),
+        );
+    for (field, name) in names {
+        if !directive::is_library_name(name) {
+            return refuse(field, name, "which is not a valid library name");
+        }
+    }
+    let paths = metadata
+        .include_dirs
+        .iter()
+        .map(|p| ("include_dirs", p.as_str()))
+        .chain(
+            metadata
+                .pkg_config
+                .iter()
+                .map(|p| ("pkg_config", p.as_str())),
+        );
+    for (field, path) in paths {
+        let inside = Path::new(path).components().all(|c| {
+            matches!(
+                c,
+                std::path::Component::Normal(_) | std::path::Component::CurDir
+            )
+        });
+        if !inside || !directive::is_plain_text(path) {
+            return refuse(
+                field,
+                path,
+                "which is not a relative path inside the package",
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The package's header directories that exist: those the metadata names,
@@ -343,7 +483,7 @@ fn install_dylibs(
     for lib in libraries.iter().filter(|l| l.kind() == LinkKind::Dylib) {
         for file in lib.runtime_files() {
             if let Some(name) = file.file_name() {
-                link::place(file, &profile_dir.join(name))?;
+                link::place(file, &profile_dir.join(name), None)?;
                 installed = true;
             }
         }

@@ -25,6 +25,31 @@ pub const FILE_NAME: &str = "ocipkg.lock";
 const HEADER: &str = "# ocipkg.lock: package references locked to manifest digests.\n\
                       # Written by `ocipkg lock REF...` or a build with OCIPKG_UPDATE_LOCK=1.\n";
 
+/// Lockfiles larger than this are refused (a real one is a few KiB).
+const MAX_SIZE: u64 = 1 << 20;
+
+/// The lockfile's text; empty if it does not exist. Anything but a regular
+/// file of at most [`MAX_SIZE`] bytes (following a symlink) is an error.
+fn read_bounded(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(String::new()),
+        Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
+    };
+    if !meta.is_file() || meta.len() > MAX_SIZE {
+        return Err(Error::usage(
+            format!("{} is not a regular file of at most 1 MiB", path.display()),
+            "replace it with the lockfile `ocipkg lock REF...` writes, or remove it",
+        ));
+    }
+    let mut text = String::new();
+    fs::File::open(path)
+        .and_then(|f| f.take(MAX_SIZE).read_to_string(&mut text))
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(text)
+}
+
 /// The entries of one lockfile.
 pub(crate) struct Lockfile {
     path: PathBuf,
@@ -36,11 +61,7 @@ impl Lockfile {
     pub(crate) fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(FILE_NAME);
         let mut entries = BTreeMap::new();
-        let text = match fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
-            Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
-        };
+        let text = read_bounded(&path)?;
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -59,7 +80,11 @@ impl Lockfile {
                 return Err(bad("expected a reference and a digest".into()));
             };
             let reference = Reference::parse(reference).map_err(|e| bad(e.to_string()))?;
-            hex_part(digest).map_err(|_| bad(format!("`{digest}` is not a sha256 digest")))?;
+            hex_part(digest).map_err(|_| {
+                bad(format!(
+                    "`{digest}` is not a sha256 digest of 64 lower-case hex digits"
+                ))
+            })?;
             entries.insert(key(&reference), digest.to_string());
         }
         Ok(Lockfile { path, entries })

@@ -15,7 +15,7 @@ use crate::layout::Layout;
 use crate::platform::{self, Target};
 use crate::reference::Reference;
 use crate::stream;
-use crate::unpack::unpack_layer;
+use crate::unpack::{UnpackError, Unpacker};
 
 /// Where manifests and blobs come from: a registry, or an OCI image layout.
 pub(crate) trait Source {
@@ -272,6 +272,7 @@ fn fetch_blobs(
 
     let root = staging.path().join("root");
     fs::create_dir(&root).map_err(|e| Error::io(format!("creating {}", root.display()), e))?;
+    let mut unpacker = Unpacker::new(&root, cache.limits());
     for (i, layer) in manifest.layers().iter().enumerate() {
         let media_type = layer.media_type().to_string();
         let layer_digest = layer.digest().to_string();
@@ -298,11 +299,14 @@ fn fetch_blobs(
             layer.size(),
         );
         let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
-        let unpacked = unpack_layer(stream, &kind, &root);
+        let unpacked = unpacker.layer(stream, &kind, layer.size());
         // Verify first: a digest mismatch or broken download explains a broken
         // archive better than the archive error does.
         verdict.wait()?;
-        unpacked.map_err(|e| Error::invalid(&what, format!("unpacking failed: {e}")))?;
+        unpacked.map_err(|e| match e {
+            UnpackError::Io(e) => Error::invalid(&what, format!("unpacking failed: {e}")),
+            UnpackError::Refused { reason, help } => Error::refused(&what, reason, help),
+        })?;
     }
     let dir = cache.commit(staging, digest)?;
     for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {

@@ -12,22 +12,21 @@ pub(crate) struct TempDir {
 }
 
 impl TempDir {
-    /// Creates `parent/<prefix><pid>-<nanos>-<n>`, creating `parent` as needed.
+    /// Creates `parent/<prefix><pid>-<random>-<n>`, creating `parent` as needed.
     pub(crate) fn new_in(parent: &Path, prefix: &str) -> Result<Self> {
         static COUNTER: AtomicU32 = AtomicU32::new(0);
         create_dir_all(parent)?;
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.subsec_nanos());
         let path = parent.join(format!(
-            "{prefix}{}-{nanos}-{}",
+            "{prefix}{}-{:016x}-{}",
             std::process::id(),
+            unguessable(),
             COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         fs::create_dir(&path).map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
         Ok(TempDir { path: Some(path) })
     }
 
+    /// The directory.
     pub(crate) fn path(&self) -> &Path {
         self.path.as_deref().unwrap_or(Path::new(""))
     }
@@ -38,6 +37,19 @@ impl TempDir {
     }
 }
 
+/// 64 bits no package can predict: the standard library's randomly keyed
+/// hasher, seeded from the OS, over the time.
+fn unguessable() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    hasher.finish()
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         if let Some(path) = self.path.take() {
@@ -46,6 +58,42 @@ impl Drop for TempDir {
     }
 }
 
+/// Writes `bytes` to `path` through a temp file renamed over it, so readers
+/// see the old content or the new, never half of it. Creates the parent.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(Error::io(
+            format!("writing {}", path.display()),
+            std::io::Error::other("not a file path"),
+        ));
+    };
+    create_dir_all(dir)?;
+    // A leading dot: no tag, digest or file name ocipkg writes starts with one.
+    let tmp = dir.join(format!(
+        ".{}.tmp{}",
+        name.to_string_lossy(),
+        std::process::id()
+    ));
+    fs::write(&tmp, bytes)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| {
+            let _ = fs::remove_file(&tmp);
+            Error::io(format!("writing {}", path.display()), e)
+        })
+}
+
 pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Creates a symlink at `link` pointing to `target`.
+#[cfg(unix)]
+pub(crate) fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::unix::fs::symlink(target, link)
+}
+
+/// Creates a symlink at `link` pointing to `target`.
+#[cfg(windows)]
+pub(crate) fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {
+    std::os::windows::fs::symlink_file(target, link)
 }

@@ -181,6 +181,7 @@ pub(crate) fn load_into(
     };
     let cached = pull::pull(&reference, &target, &mut layout, cache)?;
     Ok(Fetched {
+        warnings: Vec::new(),
         root: cached.dir.join("root"),
         manifest_digest: cached.digest,
         resolved_digest: cached.resolved,
