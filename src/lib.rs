@@ -45,6 +45,8 @@
 //! | `TARGET`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose build and library names are chosen |
 //! | `SOURCE_DATE_EPOCH` | producer: timestamp of files in packed layers (default 0) and `created` |
 //! | `OCIPKG_UPLOAD_CHUNK_MIB` | producer: chunk size of uploads of large blobs (default 16) |
+//! | `OCIPKG_MAX_UNPACKED_MIB`, `OCIPKG_MAX_EXPANSION`, `OCIPKG_MAX_FILES` | limits of what one package may unpack to: MiB (default 4096), unpacked bytes per compressed byte past 64 MiB (default 100), entries (default 100000) |
+//! | `OCIPKG_TIMEOUT_SECS` | time limit of one fetch or push, in seconds (default 1800) |
 //! | `CARGO`, `RUSTC` | `cargo ocipkg`: the cargo to run and the compiler asked for the host triple |
 //!
 //! In a build script every variable read is also announced with
@@ -58,7 +60,7 @@
 //! # Cache layout
 //!
 //! `pkgs/sha256/<manifest hex>/{manifest.json,config.json,root/}`, with
-//! `refs/<registry>/<repository>/<tag>` recording the digest a tag had when
+//! `refs/<registry>/<repository>/_tags/<tag>` recording the digest a tag had when
 //! last fetched (for offline builds), `tmp/` for fetches in progress and
 //! `locks/` for one-download-at-a-time locks. A package directory appears
 //! only after every digest matched.
