@@ -142,9 +142,9 @@ pub(crate) fn fetch_token(
         }
     }
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
-    let network = |e: ureq::Error| Error::Network {
-        action: action.clone(),
-        detail: scrub(&e.to_string(), &secrets),
+    let network = |e: ureq::Error| {
+        let kind = crate::client::kind_of(&e);
+        Error::network(action.clone(), kind, scrub(&e.to_string(), &secrets))
     };
     let mut response = match credential {
         Some(c) if c.username.is_none() => {

@@ -14,7 +14,7 @@ use crate::auth;
 use crate::config::{Config, RegistryConfig};
 use crate::credentials::{Credential, Lookup};
 use crate::env::{self, Env};
-use crate::error::{Error, Result};
+use crate::error::{Error, Missing, NetworkKind, Result};
 use crate::reference::Reference;
 use crate::retry;
 
@@ -145,9 +145,10 @@ impl Client {
             }
             let outcome = self.send_authorized(action, &make);
             let wait = match &outcome {
-                Err(Error::Network { detail, .. }) if retry::retryable_failure(detail) => {
-                    Some(None)
-                }
+                Err(Error::Network {
+                    kind: NetworkKind::Transfer,
+                    ..
+                }) => Some(None),
                 Ok(r) if retry::retryable_status(r.status().as_u16()) => {
                     Some(retry::retry_after(r.headers()))
                 }
@@ -163,9 +164,11 @@ impl Client {
                     let action = format!("{action} (tried {attempt} times)");
                     return match outcome {
                         Ok(response) => Err(self.fail(&action, response)),
-                        Err(Error::Network { detail, .. }) => {
-                            Err(Error::Network { action, detail })
-                        }
+                        Err(Error::Network { kind, detail, .. }) => Err(Error::Network {
+                            action,
+                            kind,
+                            detail,
+                        }),
                         Err(e) => Err(e),
                     };
                 }
@@ -310,6 +313,20 @@ impl Client {
                 message,
             };
         }
+        if status == 404 {
+            let missing = if body.contains("NAME_UNKNOWN") {
+                Missing::Repository
+            } else if body.contains("MANIFEST_UNKNOWN") || body.contains("BLOB_UNKNOWN") {
+                Missing::Content
+            } else {
+                Missing::Unknown
+            };
+            return Error::NotFound {
+                action: action.to_string(),
+                missing,
+                message,
+            };
+        }
         Error::Registry {
             action: action.to_string(),
             status,
@@ -319,20 +336,22 @@ impl Client {
 
     /// A network failure of `action`; once the operation's time is up, one
     /// that says so and names the setting.
-    fn network(&self, action: &str, detail: impl std::fmt::Display) -> Error {
+    fn network(&self, action: &str, error: impl Into<Failure>) -> Error {
+        let (mut kind, detail) = match error.into() {
+            Failure::Ureq(e) => (kind_of(&e), e.to_string()),
+            Failure::Text(text) => (NetworkKind::Transfer, text),
+        };
         let detail = if Instant::now() >= self.deadline {
+            kind = NetworkKind::TimeLimit;
             format!(
                 "the operation's time limit of {} s ran out ({detail}); set {} to allow longer",
                 self.time_limit.as_secs(),
                 env::TIMEOUT_SECS
             )
         } else {
-            detail.to_string()
+            detail
         };
-        Error::Network {
-            action: action.to_string(),
-            detail: self.scrub(&detail),
-        }
+        Error::network(action, kind, self.scrub(&detail))
     }
 
     /// `text` without this client's credentials or token in it.
@@ -406,7 +425,7 @@ impl Client {
     pub(crate) fn find_manifest(&mut self, reference: &str) -> Result<Option<FetchedManifest>> {
         match self.get_manifest(reference) {
             Ok(found) => Ok(Some(found)),
-            Err(Error::Registry { status: 404, .. }) => Ok(None),
+            Err(Error::NotFound { .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -693,6 +712,24 @@ impl Client {
     }
 }
 
+/// A failure [`Client::network`] turns into an error.
+enum Failure {
+    Ureq(ureq::Error),
+    Text(String),
+}
+
+impl From<ureq::Error> for Failure {
+    fn from(e: ureq::Error) -> Self {
+        Failure::Ureq(e)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(text: &str) -> Self {
+        Failure::Text(text.to_string())
+    }
+}
+
 /// Most pages of a tag list followed.
 const MAX_TAG_PAGES: usize = 1000;
 
@@ -774,6 +811,30 @@ impl Read for ResumingReader {
             self.body = None;
             std::thread::sleep(retry::backoff(self.resumes, None));
         }
+    }
+}
+
+/// What kind of failure a transport error is. Only
+/// [`NetworkKind::Transfer`] (a refused or broken connection, a timeout)
+/// may go away by itself and is retried; an unknown host or a rejected
+/// certificate is a setting to fix. ureq hands both of those over inside
+/// I/O errors whose types it does not export (std's resolver error, rustls'
+/// error), so they are told apart here, once, by their messages.
+pub(crate) fn kind_of(error: &ureq::Error) -> NetworkKind {
+    match error {
+        ureq::Error::HostNotFound => NetworkKind::HostNotFound,
+        ureq::Error::Tls(_) | ureq::Error::Pem(_) | ureq::Error::Rustls(_) => NetworkKind::Tls,
+        ureq::Error::Io(e) => {
+            let text = e.to_string().to_ascii_lowercase();
+            if text.contains("failed to lookup address") {
+                NetworkKind::HostNotFound
+            } else if text.contains("certificate") {
+                NetworkKind::Tls
+            } else {
+                NetworkKind::Transfer
+            }
+        }
+        _ => NetworkKind::Transfer,
     }
 }
 

@@ -4,7 +4,7 @@ use std::io::{self, Read, Write};
 
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result};
 
 /// `sha256:<hex>` of a byte slice.
 pub fn sha256(bytes: &[u8]) -> String {
@@ -81,9 +81,12 @@ impl<R: Read> VerifyingReader<R> {
 
     /// Reads what is left, then checks size and digest.
     pub(crate) fn finish(mut self, what: &str, expected: &str) -> Result<()> {
-        io::copy(&mut self, &mut io::sink()).map_err(|e| Error::Network {
-            action: format!("reading {what}"),
-            detail: e.to_string(),
+        io::copy(&mut self, &mut io::sink()).map_err(|e| {
+            Error::network(
+                format!("reading {what}"),
+                NetworkKind::Transfer,
+                e.to_string(),
+            )
         })?;
         if self.count != self.limit {
             return Err(Error::SizeMismatch {

@@ -22,7 +22,8 @@ pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
 pub const CONFIG: &str = "OCIPKG_CONFIG";
 /// `1`/`true`: use the cache only.
 pub const OFFLINE: &str = "OCIPKG_OFFLINE";
-/// Set to `true` by cargo for build scripts under `--offline`.
+/// `true`: offline. cargo reads it too, so `CARGO_NET_OFFLINE=true cargo build`
+/// makes both offline (cargo's `--offline` flag does not reach build scripts).
 pub const CARGO_NET_OFFLINE: &str = "CARGO_NET_OFFLINE";
 /// `1`/`true`: resolve tags online and write them into `ocipkg.lock`.
 pub const UPDATE_LOCK: &str = "OCIPKG_UPDATE_LOCK";
@@ -43,8 +44,10 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// Where podman keeps `containers/auth.json` first.
 pub const XDG_RUNTIME_DIR: &str = "XDG_RUNTIME_DIR";
 /// The cargo `cargo ocipkg` runs (set by cargo for subcommands).
+#[cfg(feature = "cli")]
 pub const CARGO: &str = "CARGO";
 /// The compiler `cargo ocipkg` asks for the host triple.
+#[cfg(feature = "cli")]
 pub const RUSTC: &str = "RUSTC";
 /// Fixed timestamp for reproducible packs.
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";

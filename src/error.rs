@@ -47,6 +47,8 @@ pub enum Error {
     Network {
         /// What we were doing.
         action: String,
+        /// What kind of failure: decides retries and advice.
+        kind: NetworkKind,
         /// The underlying error.
         detail: String,
     },
@@ -85,6 +87,25 @@ pub enum Error {
         reason: String,
         /// What to do.
         help: String,
+    },
+    /// The package exists but has no build for the target (a multi-platform
+    /// package without a matching entry). See [`Error::is_no_prebuilt`].
+    NoPrebuilt {
+        /// The package, as `package <reference>`.
+        package: String,
+        /// The target, with its OCI os/architecture.
+        target: String,
+        /// The platforms the package has.
+        available: Vec<String>,
+    },
+    /// The registry does not know the repository, or the tag or digest.
+    NotFound {
+        /// What we were doing.
+        action: String,
+        /// Which of the two is missing, as far as the registry said.
+        missing: Missing,
+        /// The registry's own message.
+        message: String,
     },
     /// The package holds no library this target can link.
     NoLibraries {
@@ -125,7 +146,58 @@ pub enum Error {
     },
 }
 
+/// Why a registry could not be reached.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NetworkKind {
+    /// A refused, broken or stalled connection: may go away by itself, so
+    /// it is retried.
+    Transfer,
+    /// The host name does not resolve: a typo, or no network at all.
+    HostNotFound,
+    /// The TLS handshake failed (certificate not trusted, wrong host).
+    Tls,
+    /// The operation's time limit (`OCIPKG_TIMEOUT_SECS`) ran out.
+    TimeLimit,
+}
+
+/// What a registry's 404 says is missing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Missing {
+    /// The repository (`NAME_UNKNOWN`).
+    Repository,
+    /// The tag or digest in a repository that exists (`MANIFEST_UNKNOWN`,
+    /// `BLOB_UNKNOWN`).
+    Content,
+    /// The registry did not say which.
+    Unknown,
+}
+
 impl Error {
+    /// Whether no prebuilt package is there to link: the reference's
+    /// repository, tag or digest does not exist, the package has no build
+    /// for the target, or no library for it. Something broken (network,
+    /// authentication, integrity, a refused package) is not. A build script
+    /// may fall back to building from source on these:
+    ///
+    /// ```no_run
+    /// match ocipkg::link_package("ghcr.io/org/libfoo:1.2") {
+    ///     Ok(_) => {}
+    ///     Err(e) if e.is_no_prebuilt() => { /* build from source with cc */ }
+    ///     Err(e) => {
+    ///         eprintln!("{e}");
+    ///         std::process::exit(1);
+    ///     }
+    /// }
+    /// ```
+    pub fn is_no_prebuilt(&self) -> bool {
+        matches!(
+            self,
+            Error::NoPrebuilt { .. } | Error::NotFound { .. } | Error::NoLibraries { .. }
+        )
+    }
+
     pub(crate) fn io(action: impl Into<String>, source: std::io::Error) -> Self {
         Error::Io {
             action: action.into(),
@@ -157,12 +229,26 @@ impl Error {
     pub(crate) fn is_outage(&self) -> bool {
         matches!(
             self,
-            Error::Network { .. }
-                | Error::Registry {
-                    status: 429 | 500..=599,
-                    ..
-                }
+            Error::Network {
+                kind: NetworkKind::Transfer | NetworkKind::HostNotFound | NetworkKind::TimeLimit,
+                ..
+            } | Error::Registry {
+                status: 429 | 500..=599,
+                ..
+            }
         )
+    }
+
+    pub(crate) fn network(
+        action: impl Into<String>,
+        kind: NetworkKind,
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::Network {
+            action: action.into(),
+            kind,
+            detail: detail.into(),
+        }
     }
 
     pub(crate) fn usage(problem: impl Into<String>, help: impl Into<String>) -> Self {
@@ -231,7 +317,11 @@ impl fmt::Display for Error {
                      OCIPKG_PASSWORD); check that the account may access this repository."
                 )
             }
-            Error::Network { action, detail } if detail.contains("certificate") => write!(
+            Error::Network {
+                action,
+                kind: NetworkKind::Tls,
+                detail,
+            } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
                  help: the registry's TLS certificate was not accepted. If it is issued by a \
@@ -239,13 +329,37 @@ impl fmt::Display for Error {
                  configuration (OCIPKG_CONFIG, default ~/.config/ocipkg/registries.json); \
                  `insecure_tls: true` skips verification (test registries only)."
             ),
-            Error::Network { action, detail } => write!(
+            Error::Network {
+                action,
+                kind: NetworkKind::HostNotFound,
+                detail,
+            } => write!(
+                f,
+                "ocipkg: {action} failed: {detail}\n  \
+                 help: the registry's host name does not resolve. Check its spelling in the \
+                 reference (ghcr.io, docker.io, ...) and this machine's network; to build from \
+                 the cache alone, set OCIPKG_OFFLINE=1 (or CARGO_NET_OFFLINE=true)."
+            ),
+            Error::Network {
+                action,
+                kind: NetworkKind::TimeLimit,
+                detail,
+            } => write!(
+                f,
+                "ocipkg: {action} failed: {detail}\n  \
+                 help: the registry answers too slowly. Raise OCIPKG_TIMEOUT_SECS (seconds, \
+                 default 1800) for large packages on slow links; to build from the cache \
+                 alone, set OCIPKG_OFFLINE=1 (or CARGO_NET_OFFLINE=true)."
+            ),
+            Error::Network { action, detail, .. } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
                  help: check that the registry is reachable from this machine. Registries other \
                  than loopback ones are reached over HTTPS; list a plain-HTTP registry in \
                  OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]) or give it \
-                 `plain_http: true` in the registry configuration (OCIPKG_CONFIG) to use HTTP."
+                 `plain_http: true` in the registry configuration (OCIPKG_CONFIG) to use HTTP. \
+                 To build from the cache alone, set OCIPKG_OFFLINE=1 (or \
+                 CARGO_NET_OFFLINE=true, which cargo honours too)."
             ),
             Error::DigestMismatch {
                 what,
@@ -284,6 +398,43 @@ impl fmt::Display for Error {
                  reason: {reason}\n  \
                  help: {help}"
             ),
+            Error::NoPrebuilt {
+                package,
+                target,
+                available,
+            } => write!(
+                f,
+                "ocipkg: {package} has no build for target {target}\n  \
+                 it has: {}\n  \
+                 help: publish a build for this target (`cargo ocipkg publish --target ...` or \
+                 `ocipkg pack --target ...` under the same tag), or build from source when \
+                 `Error::is_no_prebuilt()` says so.",
+                if available.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    available.join(", ")
+                }
+            ),
+            Error::NotFound {
+                action,
+                missing,
+                message,
+            } => {
+                let what = match missing {
+                    Missing::Repository => "the registry has no such repository",
+                    Missing::Content => "the repository has no such tag or digest",
+                    Missing::Unknown => "the registry does not know this repository, tag or digest",
+                };
+                write!(f, "ocipkg: {action} failed: HTTP 404, {what}")?;
+                if !message.is_empty() {
+                    write!(f, "\n  registry says: {message}")?;
+                }
+                write!(
+                    f,
+                    "\n  help: check the reference (registry, repository spelling, tag) and that \
+                     the package was published there (`ocipkg tags REPOSITORY` lists the tags)."
+                )
+            }
             Error::NoLibraries {
                 reference,
                 root,
@@ -301,9 +452,9 @@ impl fmt::Display for Error {
             Error::Offline { reference } => write!(
                 f,
                 "ocipkg: {reference} is not in the cache, and this build is offline\n  \
-                 (OCIPKG_OFFLINE or CARGO_NET_OFFLINE is set, e.g. by `cargo build --offline`)\n  \
+                 (OCIPKG_OFFLINE or CARGO_NET_OFFLINE is set)\n  \
                  help: fetch it once while online with `ocipkg pull {reference}` (or a build \
-                 without --offline), or unset OCIPKG_OFFLINE / CARGO_NET_OFFLINE."
+                 with OCIPKG_OFFLINE and CARGO_NET_OFFLINE unset)."
             ),
             Error::Io { action, source } => write!(
                 f,

@@ -110,7 +110,7 @@ pub mod cli;
 use std::path::{Path, PathBuf};
 
 pub use directive::{Directive, LinkKind};
-pub use error::{Error, Result};
+pub use error::{Error, Missing, NetworkKind, Result};
 pub use image::{BuiltImage, ImageBuilder};
 pub use inventory::{inspect, list_cache, prune, CachedPackage, Inspection, Pruned};
 pub use link::Library;

@@ -170,6 +170,9 @@ impl Linker {
                 let mut warnings = Vec::new();
                 let (cached, lockfile) = self.fetch_locked(&parsed, &target, env, &mut warnings)?;
                 directives.extend(lockfile.map(Directive::RerunIfChanged));
+                // Pruned or moved away: cargo reruns the build script, which
+                // fetches it again, instead of linking a library that is gone.
+                directives.push(Directive::RerunIfChanged(cached.dir.join("manifest.json")));
                 directives.extend(warnings.into_iter().map(Directive::Warning));
                 let metadata = read_metadata(&cached.dir)?;
                 (cached.dir.join("root"), Some(cached.digest), metadata)
@@ -254,7 +257,7 @@ impl Linker {
         };
         match self.fetch_with(&locked, target, env, warnings) {
             Ok(cached) => Ok((cached, used)),
-            Err(Error::Registry { status: 404, .. }) => Err(Error::usage(
+            Err(Error::NotFound { .. }) => Err(Error::usage(
                 format!(
                     "{} locks {reference} to {}, but the registry does not serve that digest",
                     lockfile.path().display(),
@@ -289,6 +292,35 @@ impl Linker {
         if offline {
             return pull::from_cache(reference, target, &cache);
         }
+        match self.fetch_online(reference, target, env, &cache, warnings) {
+            // An outage does not break a rebuild: the tag's last package serves.
+            Err(e) if e.is_outage() && reference.digest().is_none() => {
+                match pull::from_cache(reference, target, &cache) {
+                    Ok(cached) => {
+                        warnings.push(format!(
+                            "{} could not be reached ({}); using {}, what {reference} resolved to \
+                             when last fetched",
+                            reference.registry(),
+                            first_line(&e.to_string()).trim_start_matches("ocipkg: "),
+                            cached.resolved
+                        ));
+                        Ok(cached)
+                    }
+                    Err(_) => Err(e),
+                }
+            }
+            result => result,
+        }
+    }
+
+    fn fetch_online(
+        &self,
+        reference: &Reference,
+        target: &Target,
+        env: &Env,
+        cache: &Cache,
+        warnings: &mut Vec<String>,
+    ) -> Result<Cached> {
         let config = Config::load(env)?;
         let settings = config.registry(reference.registry());
         let origin = || {
@@ -296,7 +328,7 @@ impl Linker {
             Client::configured(reference, &config, env, false, credentials)
         };
         if settings.mirrors.is_empty() {
-            return pull::pull(reference, target, &mut origin()?, &cache);
+            return pull::pull(reference, target, &mut origin()?, cache);
         }
         // Mirrors only serve content: a tag is resolved at the registry
         // itself, and mirrors are asked for that digest, verified.
@@ -334,7 +366,7 @@ impl Linker {
             let on_mirror = pinned.on_mirror(mirror)?;
             let credentials = Lookup::new(on_mirror.registry(), env);
             let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
-            match pull::pull(&pinned, target, &mut client, &cache) {
+            match pull::pull(&pinned, target, &mut client, cache) {
                 Ok(cached) => {
                     found = Some(cached);
                     break;
@@ -349,7 +381,7 @@ impl Linker {
         }
         let cached = match found {
             Some(cached) => cached,
-            None => pull::pull(&pinned, target, &mut origin()?, &cache)?,
+            None => pull::pull(&pinned, target, &mut origin()?, cache)?,
         };
         if reference.digest().is_none() {
             cache.record_ref(reference, &cached.resolved)?;

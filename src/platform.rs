@@ -184,22 +184,15 @@ pub(crate) fn select<'a>(
             && (wanted.variant().is_none() || p.variant() == wanted.variant())
             && same_abi
     });
-    matching.ok_or_else(|| {
-        let available: Vec<String> = entries.iter().map(describe).collect();
-        Error::invalid(
-            what,
-            format!(
-                "it has no build for target {} ({}/{}); it has: {}",
-                target.triple,
-                wanted.os(),
-                wanted.architecture(),
-                if available.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    available.join(", ")
-                }
-            ),
-        )
+    matching.ok_or_else(|| Error::NoPrebuilt {
+        package: what.to_string(),
+        target: format!(
+            "{} ({}/{})",
+            target.triple,
+            wanted.os(),
+            wanted.architecture()
+        ),
+        available: entries.iter().map(describe).collect(),
     })
 }
 
@@ -265,7 +258,9 @@ mod tests {
             "linux/amd64 (x86_64-unknown-linux-gnu)"
         );
         // Same os/arch, another ABI: refused, listing what there is.
-        let err = pick("x86_64-unknown-linux-musl").unwrap_err().to_string();
+        let err = pick("x86_64-unknown-linux-musl").unwrap_err();
+        assert!(err.is_no_prebuilt(), "{err}");
+        let err = err.to_string();
         assert!(
             err.contains("x86_64-unknown-linux-gnu") && err.contains("aarch64-unknown-linux-gnu"),
             "{err}"

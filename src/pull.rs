@@ -9,7 +9,7 @@ use oci_spec::image::{ImageIndex, ImageManifest};
 use crate::cache::Cache;
 use crate::client::{Client, FetchedManifest};
 use crate::digest::{self, VerifyingReader};
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result};
 use crate::format;
 use crate::layout::Layout;
 use crate::platform::{self, Target};
@@ -346,9 +346,12 @@ pub(crate) fn fetch_small_blob(
     let body = client.blob(digest, size)?;
     let mut bytes = Vec::new();
     let mut verifying = VerifyingReader::new(body, size);
-    std::io::Read::read_to_end(&mut verifying, &mut bytes).map_err(|e| Error::Network {
-        action: format!("reading {what}"),
-        detail: e.to_string(),
+    std::io::Read::read_to_end(&mut verifying, &mut bytes).map_err(|e| {
+        Error::network(
+            format!("reading {what}"),
+            NetworkKind::Transfer,
+            e.to_string(),
+        )
     })?;
     verifying.finish(what, digest)?;
     Ok(bytes)

@@ -1,6 +1,7 @@
 //! When and how long to wait before trying a request again.
 //!
-//! Connection errors, HTTP 5xx and HTTP 429 are retried, [`MAX_ATTEMPTS`]
+//! Transfer failures ([`crate::error::NetworkKind::Transfer`]: refused,
+//! broken or stalled connections), HTTP 5xx and HTTP 429 are retried, [`MAX_ATTEMPTS`]
 //! attempts in all, with exponential backoff (0.25 s, 0.5 s, 1 s, ±50 %
 //! jitter) or the server's `Retry-After` (at most [`MAX_RETRY_AFTER`]). A
 //! download broken midway resumes with `Range` up to [`MAX_RESUMES`] times.
@@ -17,14 +18,6 @@ pub(crate) const MAX_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Whether a response status is worth another attempt.
 pub(crate) fn retryable_status(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
-}
-
-/// Whether a failure to talk to a registry may go away by itself (a refused
-/// or broken connection, a timeout) rather than being a setting to fix (a
-/// rejected certificate, an unknown host).
-pub(crate) fn retryable_failure(detail: &str) -> bool {
-    let detail = detail.to_ascii_lowercase();
-    !(detail.contains("certificate") || detail.contains("host not found"))
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).

@@ -7,7 +7,7 @@ use std::sync::mpsc::{sync_channel, Receiver};
 use std::thread::JoinHandle;
 
 use crate::digest::VerifyingReader;
-use crate::error::{Error, Result};
+use crate::error::{Error, NetworkKind, Result};
 
 /// Bytes per chunk handed from the network thread to the unpacking thread.
 const CHUNK: usize = 256 << 10;
@@ -29,10 +29,11 @@ impl Verdict {
     /// Waits for the network thread to read (and hash) the rest of the blob.
     pub(crate) fn wait(self) -> Result<()> {
         self.0.join().unwrap_or_else(|_| {
-            Err(Error::Network {
-                action: "verifying a download".into(),
-                detail: "the download thread panicked".into(),
-            })
+            Err(Error::network(
+                "verifying a download",
+                NetworkKind::Transfer,
+                "the download thread panicked",
+            ))
         })
     }
 }
@@ -55,10 +56,11 @@ pub(crate) fn verified(
                 Ok(0) => break,
                 Ok(n) => n,
                 Err(e) => {
-                    return Err(Error::Network {
-                        action: format!("downloading {what}"),
-                        detail: e.to_string(),
-                    })
+                    return Err(Error::network(
+                        format!("downloading {what}"),
+                        NetworkKind::Transfer,
+                        e.to_string(),
+                    ))
                 }
             };
             chunk.truncate(n);

@@ -176,8 +176,7 @@ impl Unpacker {
                     let link = entry.link_name_bytes().map(|b| b.into_owned());
                     let link =
                         String::from_utf8_lossy(link.as_deref().unwrap_or_default()).into_owned();
-                    let written =
-                        link_target(&relative, &link).map_or_else(refuse, Ok)?;
+                    let written = link_target(&relative, &link).map_or_else(refuse, Ok)?;
                     let target = self.prepare(&relative, false)?;
                     symlink(&written, &target)?;
                 }
