@@ -53,6 +53,21 @@ impl Cache {
     /// `OCIPKG_CACHE_DIR`, else the per-user cache directory.
     pub(crate) fn from_env(env: &Env) -> Result<Self> {
         if let Some(dir) = env.get(env::CACHE_DIR) {
+            // Said now, naming the variable, rather than as a failure deep
+            // inside a fetch.
+            if let Err(e) = fs::create_dir_all(&dir) {
+                return Err(Error::usage(
+                    format!(
+                        "the cache directory {dir} (from {}) cannot be created: {e}",
+                        env::CACHE_DIR
+                    ),
+                    format!(
+                        "point {} at a writable directory, or unset it to use the per-user \
+                         cache directory",
+                        env::CACHE_DIR
+                    ),
+                ));
+            }
             return Cache::at(PathBuf::from(dir), env);
         }
         match directories::ProjectDirs::from("", "", "ocipkg") {

@@ -91,6 +91,7 @@ mod link;
 mod linker;
 pub mod lockfile;
 mod pack;
+mod pkgconfig;
 pub mod platform;
 #[doc(hidden)]
 pub mod progress;
@@ -132,8 +133,14 @@ pub fn link_package(reference: &str) -> Result<Package> {
 /// Fetches each reference (verified, into the cache) and locks it to its
 /// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
 /// Returns `(reference, digest)` pairs.
+///
+/// A build script watches a lockfile only once one exists; so that cargo
+/// reruns the build script of the crate in `dir` and the new lockfile takes
+/// effect, creating it also updates the modification time of `dir/build.rs`
+/// (its content is untouched).
 pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
     let mut lockfile = lockfile::Lockfile::load(dir)?;
+    let created = !lockfile.exists();
     let mut locked = Vec::new();
     for reference in references {
         let parsed = Reference::parse(reference)?;
@@ -148,6 +155,13 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
         locked.push((parsed.to_string(), fetched.resolved_digest));
     }
     lockfile.save()?;
+    if created {
+        // A missed rerun only delays the lock to the next build-script run.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(dir.join("build.rs"))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    }
     Ok(locked)
 }
 

@@ -151,10 +151,13 @@ fn runtime_files(dir: &Path, name: &str, target: &Target, dir_files: &[String]) 
 
 /// Every library for `target` under `root`, one per name and kind; a name
 /// found in an earlier directory shadows later ones.
-fn scan(root: &Path, target: &Target) -> Result<Vec<Library>> {
+fn scan(root: &Path, target: &Target, extra_dirs: &[PathBuf]) -> Result<Vec<Library>> {
     let mut found: Vec<Library> = Vec::new();
-    for dir in LIB_DIRS {
-        let dir = root.join(dir);
+    let dirs = LIB_DIRS
+        .iter()
+        .map(|d| root.join(d))
+        .chain(extra_dirs.iter().cloned());
+    for dir in dirs {
         let Ok(entries) = fs::read_dir(&dir) else {
             continue;
         };
@@ -200,15 +203,17 @@ fn scan(root: &Path, target: &Target) -> Result<Vec<Library>> {
 }
 
 /// The libraries to link, in link order: those the package's link metadata
-/// lists (each must exist), else every library found. Of a name present as
+/// lists (each must exist), else every library found (in the usual
+/// directories, then `extra_dirs`). Of a name present as
 /// both kinds, `prefer` (default: static) is taken.
 pub(crate) fn choose(
     root: &Path,
     target: &Target,
     metadata: &LinkMetadata,
     prefer: Option<LinkKind>,
+    extra_dirs: &[PathBuf],
 ) -> Result<Vec<Library>> {
-    let all = scan(root, target)?;
+    let all = scan(root, target, extra_dirs)?;
     let pick = |name: &str, kind: Option<LinkKind>| -> Option<Library> {
         let of_name: Vec<&Library> = all.iter().filter(|l| l.name == name).collect();
         let wanted = kind.or(prefer).unwrap_or(LinkKind::Static);
@@ -413,10 +418,10 @@ mod tests {
         ]);
         let none = LinkMetadata::default();
         let linux = Target::parse(LINUX);
-        let libs = choose(&root, &linux, &none, None).unwrap();
+        let libs = choose(&root, &linux, &none, None, &[]).unwrap();
         assert_eq!(names(&libs), ["dylib:bar", "static:foo"]);
         assert_eq!(libs[0].runtime_files(), [root.join("lib/libbar.so")]);
-        let dylibs = choose(&root, &linux, &none, Some(LinkKind::Dylib)).unwrap();
+        let dylibs = choose(&root, &linux, &none, Some(LinkKind::Dylib), &[]).unwrap();
         assert_eq!(names(&dylibs), ["dylib:bar", "dylib:foo"]);
         assert_eq!(
             dylibs[1].runtime_files(),
@@ -424,12 +429,12 @@ mod tests {
         );
         let msvc = Target::parse("x86_64-pc-windows-msvc");
         assert_eq!(
-            names(&choose(&root, &msvc, &none, None).unwrap()),
+            names(&choose(&root, &msvc, &none, None, &[]).unwrap()),
             ["static:baz"]
         );
         let mac = Target::parse("aarch64-apple-darwin");
         assert_eq!(
-            names(&choose(&root, &mac, &none, None).unwrap()),
+            names(&choose(&root, &mac, &none, None, &[]).unwrap()),
             ["static:foo"]
         );
         fs::remove_dir_all(&root).unwrap();
@@ -444,11 +449,11 @@ mod tests {
             "bin/libbar.dll",
         ]);
         let msvc = Target::parse("x86_64-pc-windows-msvc");
-        let libs = choose(&root, &msvc, &LinkMetadata::default(), None).unwrap();
+        let libs = choose(&root, &msvc, &LinkMetadata::default(), None, &[]).unwrap();
         assert_eq!(names(&libs), ["dylib:foo"]);
         assert_eq!(libs[0].runtime_files(), [root.join("bin/foo.dll")]);
         let gnu = Target::parse("x86_64-pc-windows-gnu");
-        let libs = choose(&root, &gnu, &LinkMetadata::default(), None).unwrap();
+        let libs = choose(&root, &gnu, &LinkMetadata::default(), None, &[]).unwrap();
         assert_eq!(names(&libs), ["dylib:bar"]);
         fs::remove_dir_all(&root).unwrap();
     }
@@ -472,7 +477,7 @@ mod tests {
             ..LinkMetadata::default()
         };
         let linux = Target::parse(LINUX);
-        let libs = choose(&root, &linux, &metadata, None).unwrap();
+        let libs = choose(&root, &linux, &metadata, None, &[]).unwrap();
         let lines: Vec<String> = link_directives(&libs, &metadata, &linux)
             .iter()
             .map(|d| d.to_string())
@@ -503,7 +508,7 @@ mod tests {
             }],
             ..LinkMetadata::default()
         };
-        let err = choose(&root, &linux, &missing, None)
+        let err = choose(&root, &linux, &missing, None, &[])
             .unwrap_err()
             .to_string();
         assert!(err.contains("`zzz`"), "{err}");

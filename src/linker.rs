@@ -13,6 +13,7 @@ use crate::error::{Error, Result};
 use crate::format::{self, LinkMetadata};
 use crate::link::{self, Library};
 use crate::lockfile::Lockfile;
+use crate::pkgconfig::{self, PkgConfig};
 use crate::platform::Target;
 use crate::pull::{self, Cached};
 use crate::reference::Reference;
@@ -179,7 +180,9 @@ impl Linker {
             }
         };
         let prefer = preferred_kind(&parsed, env)?;
-        let mut libraries = link::choose(&root, &target, &metadata, prefer)?;
+        let pkg_config = pkg_config(&root, &metadata)?;
+        let mut libraries = link::choose(&root, &target, &metadata, prefer, &pkg_config.lib_dirs)?;
+        let metadata = with_pkg_config(metadata, &pkg_config, &libraries);
         if libraries.is_empty() && metadata.system_libraries.is_empty() {
             return Err(Error::NoLibraries {
                 reference: parsed.to_string(),
@@ -198,7 +201,7 @@ impl Linker {
             }
         }
         directives.extend(link::link_directives(&libraries, &metadata, &target));
-        let include_dirs = include_dirs(&root, &metadata);
+        let include_dirs = include_dirs(&root, &metadata, &pkg_config);
         directives.push(Directive::Metadata(
             "root".into(),
             root.display().to_string(),
@@ -490,14 +493,93 @@ fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
 }
 
 /// The package's header directories that exist: those the metadata names,
-/// else `include/`.
-fn include_dirs(root: &Path, metadata: &LinkMetadata) -> Vec<PathBuf> {
-    let named: Vec<PathBuf> = if metadata.include_dirs.is_empty() {
-        vec![root.join("include")]
+/// else `include/` and the pkg-config file's `-I` directories.
+fn include_dirs(root: &Path, metadata: &LinkMetadata, pkg_config: &PkgConfig) -> Vec<PathBuf> {
+    let mut named: Vec<PathBuf> = if metadata.include_dirs.is_empty() {
+        std::iter::once(root.join("include"))
+            .chain(pkg_config.include_dirs.iter().cloned())
+            .collect()
     } else {
         metadata.include_dirs.iter().map(|d| root.join(d)).collect()
     };
+    named.dedup();
     named.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// The package's pkg-config files, merged: the one the link metadata names,
+/// else every `.pc` file in `lib/pkgconfig`, `lib64/pkgconfig` and
+/// `share/pkgconfig`.
+fn pkg_config(root: &Path, metadata: &LinkMetadata) -> Result<PkgConfig> {
+    let files: Vec<PathBuf> = match &metadata.pkg_config {
+        Some(named) => vec![root.join(named)],
+        None => ["lib/pkgconfig", "lib64/pkgconfig", "share/pkgconfig"]
+            .iter()
+            .filter_map(|dir| std::fs::read_dir(root.join(dir)).ok())
+            .flat_map(|entries| {
+                let mut found: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|e| e == "pc"))
+                    .collect();
+                found.sort();
+                found
+            })
+            .collect(),
+    };
+    let mut merged = PkgConfig::default();
+    for file in files {
+        let pc = pkgconfig::read(&file, root).map_err(|reason| {
+            Error::invalid(format!("the pkg-config file {}", file.display()), reason)
+        })?;
+        for (from, to) in [
+            (pc.lib_dirs, &mut merged.lib_dirs),
+            (pc.include_dirs, &mut merged.include_dirs),
+        ] {
+            to.extend(
+                from.into_iter()
+                    .filter(|d| !to.contains(d))
+                    .collect::<Vec<_>>(),
+            );
+        }
+        for (from, to) in [
+            (pc.libs, &mut merged.libs),
+            (pc.private_libs, &mut merged.private_libs),
+            (pc.frameworks, &mut merged.frameworks),
+        ] {
+            to.extend(
+                from.into_iter()
+                    .filter(|d| !to.contains(d))
+                    .collect::<Vec<_>>(),
+            );
+        }
+    }
+    Ok(merged)
+}
+
+/// The link metadata completed by pkg-config where it says nothing: the
+/// `.pc` file's `-l` libraries that are not the package's own become system
+/// libraries (with `Libs.private` when a library is linked statically), and
+/// its frameworks are used. Metadata given to `ocipkg pack` wins.
+fn with_pkg_config(
+    mut metadata: LinkMetadata,
+    pkg_config: &PkgConfig,
+    libraries: &[Library],
+) -> LinkMetadata {
+    let statically = libraries.iter().any(|l| l.kind() == LinkKind::Static);
+    if metadata.system_libraries.is_empty() {
+        let private = pkg_config.private_libs.iter().filter(|_| statically);
+        metadata.system_libraries = pkg_config
+            .libs
+            .iter()
+            .chain(private)
+            .filter(|name| !libraries.iter().any(|l| l.name() == name.as_str()))
+            .cloned()
+            .collect();
+    }
+    if metadata.frameworks.is_empty() {
+        metadata.frameworks = pkg_config.frameworks.clone();
+    }
+    metadata
 }
 
 /// Copies the run-time files of dynamic libraries next to the binaries of
