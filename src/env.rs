@@ -35,6 +35,10 @@ pub const DOCS_RS: &str = "DOCS_RS";
 pub const UPLOAD_CHUNK_MIB: &str = "OCIPKG_UPLOAD_CHUNK_MIB";
 /// Set by cargo for build scripts: where shared libraries are staged.
 pub const OUT_DIR: &str = "OUT_DIR";
+/// Link metadata key under which a crate's build script tells its
+/// dependants where its packages' shared libraries are staged; they read it
+/// as `DEP_<LINKS>_OCIPKG_DYLIBS`.
+pub const DYLIBS_KEY: &str = "ocipkg_dylibs";
 /// Credentials for any registry that asks (with [`PASSWORD`]).
 pub const USERNAME: &str = "OCIPKG_USERNAME";
 /// Credentials for any registry that asks (with [`USERNAME`]).
@@ -145,6 +149,22 @@ impl Env {
             None => std::env::var(name).ok(),
         };
         value.filter(|v| !v.is_empty())
+    }
+
+    /// The names of the set variables that start with `prefix` and end with
+    /// `suffix`, sorted (their values are read with [`Env::get`]).
+    pub(crate) fn names_like(&self, prefix: &str, suffix: &str) -> Vec<String> {
+        let matches = |n: &str| n.starts_with(prefix) && n.ends_with(suffix);
+        let mut names: Vec<String> = match &self.fake {
+            Some(map) => map.keys().filter(|n| matches(n)).cloned().collect(),
+            #[allow(clippy::disallowed_methods)] // the one place that reads the environment
+            None => std::env::vars_os()
+                .filter_map(|(n, _)| n.into_string().ok())
+                .filter(|n| matches(n))
+                .collect(),
+        };
+        names.sort();
+        names
     }
 
     /// `cargo:rerun-if-env-changed` directives for every variable read so far.

@@ -130,6 +130,38 @@ pub fn link_package(reference: &str) -> Result<Package> {
     Linker::new().link(reference)
 }
 
+/// In the build script of a crate with binaries (an application, or an
+/// example-bearing crate), makes its binaries find the shared libraries that
+/// its dependencies linked with ocipkg: copies them (versioned names
+/// included) next to the binaries in `target/<profile>/` and gives this
+/// crate's binaries an rpath of their own directory (`$ORIGIN`,
+/// `@loader_path`; Windows looks next to the `.exe`). A binary copied
+/// together with those files then runs anywhere, loading the packaged
+/// libraries rather than system copies of the same name. Returns the
+/// installed files.
+///
+/// The dependency must be a `links = "..."` crate whose build script called
+/// [`link_package`] (or [`Linker::link`]): it passes the staging directory
+/// as `DEP_<LINKS>_OCIPKG_DYLIBS`, which cargo gives to direct dependants.
+///
+/// ```no_run
+/// // In the `main` of the application's build.rs:
+/// if let Err(e) = ocipkg::install_dependency_dylibs() {
+///     eprintln!("{e}");
+///     std::process::exit(1);
+/// }
+/// ```
+pub fn install_dependency_dylibs() -> Result<Vec<PathBuf>> {
+    let env = Env::process(true);
+    let result = linker::install_dependency_dylibs(&env);
+    let mut directives = env.rerun_directives();
+    if let Ok((_, installed)) = &result {
+        directives.extend(installed.iter().cloned());
+    }
+    directive::print(&directives);
+    result.map(|(files, _)| files)
+}
+
 /// Fetches each reference (verified, into the cache) and locks it to its
 /// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
 /// Returns `(reference, digest)` pairs.

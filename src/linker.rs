@@ -195,7 +195,15 @@ impl Linker {
             let out_dir = PathBuf::from(out_dir);
             // cargo run/test put link search paths inside OUT_DIR on the loader path.
             let name = parsed.repository().rsplit('/').next().unwrap_or("package");
-            link::stage_dylibs(&mut libraries, &root, &out_dir.join("ocipkg").join(name))?;
+            let staging = out_dir.join("ocipkg");
+            link::stage_dylibs(&mut libraries, &root, &staging.join(name))?;
+            if libraries.iter().any(|l| l.kind() == LinkKind::Dylib) {
+                // For crates depending on this one: see `install_dependency_dylibs`.
+                directives.push(Directive::Metadata(
+                    env::DYLIBS_KEY.into(),
+                    staging.display().to_string(),
+                ));
+            }
             if self.install_dylibs {
                 directives.extend(install_dylibs(&libraries, &out_dir, &target)?);
             }
@@ -602,16 +610,64 @@ fn install_dylibs(
             }
         }
     }
-    let rpath = match target.os.as_str() {
-        _ if !installed => None,
-        "macos" | "ios" => Some("-Wl,-rpath,@loader_path"),
-        "windows" => None, // DLLs next to the .exe are found by default
-        _ => Some("-Wl,-rpath,$ORIGIN"),
+    Ok(if installed { rpath(target) } else { Vec::new() })
+}
+
+/// The link argument that makes a binary look for libraries in its own
+/// directory (none on Windows, which looks next to the `.exe` anyway).
+fn rpath(target: &Target) -> Vec<Directive> {
+    let arg = match target.os.as_str() {
+        "macos" | "ios" | "tvos" | "watchos" => "-Wl,-rpath,@loader_path",
+        "windows" => return Vec::new(),
+        _ => "-Wl,-rpath,$ORIGIN",
     };
-    Ok(rpath
-        .map(|r| Directive::LinkArg(r.into()))
-        .into_iter()
-        .collect())
+    vec![Directive::LinkArg(arg.into())]
+}
+
+/// What [`crate::install_dependency_dylibs`] does, in an environment: the
+/// installed files and the directives to print.
+pub(crate) fn install_dependency_dylibs(env: &Env) -> Result<(Vec<PathBuf>, Vec<Directive>)> {
+    let Some(out_dir) = env.get(env::OUT_DIR).map(PathBuf::from) else {
+        return Err(Error::usage(
+            "install_dependency_dylibs was called outside a build script (OUT_DIR is not set)",
+            "call it from the build.rs of the crate whose binaries use the libraries",
+        ));
+    };
+    let Some(profile_dir) = out_dir.ancestors().nth(3) else {
+        return Ok((Vec::new(), Vec::new()));
+    };
+    let suffix = format!("_{}", env::DYLIBS_KEY.to_ascii_uppercase());
+    let mut installed = Vec::new();
+    for var in env.names_like("DEP_", &suffix) {
+        let Some(staging) = env.get(&var).map(PathBuf::from) else {
+            continue;
+        };
+        let io = |e| Error::io(format!("reading {} (from {var})", staging.display()), e);
+        let mut packages: Vec<PathBuf> = std::fs::read_dir(&staging)
+            .map_err(io)?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
+        packages.sort();
+        for package in packages {
+            let Ok(files) = std::fs::read_dir(&package) else {
+                continue;
+            };
+            for file in files.flatten() {
+                let dest = profile_dir.join(file.file_name());
+                if file.path().is_file() && !installed.contains(&dest) {
+                    link::place(&file.path(), &dest, Some(&package))?;
+                    installed.push(dest);
+                }
+            }
+        }
+    }
+    let directives = if installed.is_empty() {
+        Vec::new()
+    } else {
+        rpath(&Target::from_env(env))
+    };
+    Ok((installed, directives))
 }
 
 /// A package fetched into the cache and linked.
