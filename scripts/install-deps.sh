@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, with apt-get, the Debian packages the demo and the tests use, when
 # missing: the CNCF Distribution registry, and the peer tools skopeo,
-# buildah and umoci, htpasswd (apache2-utils) and openssl (test certificates, JWTs).
+# buildah and umoci, htpasswd (apache2-utils) and openssl (test certificates, JWTs),
+# and the real C libraries the tests package (sqlite3, zlib).
 set -euo pipefail
 need=()
 [ -x /usr/bin/docker-registry ] || need+=(docker-registry)
@@ -11,6 +12,11 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v script >/dev/null || need+=(bsdutils)
+# Real libraries the -sys crate tests package: static, shared with SONAME
+# links, and a pkg-config file.
+[ -f /usr/lib/x86_64-linux-gnu/libsqlite3.a ] || need+=(libsqlite3-dev)
+[ -f /usr/include/zlib.h ] || need+=(zlib1g-dev)
+command -v g++ >/dev/null || need+=(g++)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo="sudo"
