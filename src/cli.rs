@@ -417,6 +417,7 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             pack,
         } => {
             let packed = pack.packer()?.pack(&dir, &tag, &output)?;
+            warn_all(&packed.warnings);
             show(json, &packed, |p| {
                 println!(
                     "packed {} ({}) into {}",
@@ -703,10 +704,21 @@ fn print_pushed(pushed: &crate::Pushed) {
     }
 }
 
+/// Manifest annotation recording the cargo profile `cargo ocipkg` built.
+const PROFILE_ANNOTATION: &str = "vnd.ocipkg.cargo.profile";
+
+/// Prints each warning on stderr.
+fn warn_all(warnings: &[String]) {
+    for warning in warnings {
+        eprintln!("warning: {warning}");
+    }
+}
+
 fn run_cargo(command: CargoCommand) -> Result<()> {
     match command {
         CargoCommand::Build(args) => {
             let packed = build(&args)?;
+            warn_all(&packed.warnings);
             println!(
                 "packed {} ({}) into {}",
                 packed.reference,
@@ -716,6 +728,7 @@ fn run_cargo(command: CargoCommand) -> Result<()> {
         }
         CargoCommand::Publish(args) => {
             let packed = build(&args)?;
+            warn_all(&packed.warnings);
             let pushed = crate::push(&packed.output, None)?;
             print_pushed(&pushed);
         }
@@ -748,6 +761,12 @@ fn build(args: &BuildArgs) -> Result<crate::Packed> {
     cmd.push(&package.name);
     if args.release {
         cmd.push("--release");
+    } else {
+        eprintln!(
+            "warning: packing a debug build of {} (unoptimized, with debug info); pass \
+             --release to publish an optimized one",
+            package.name
+        );
     }
     if let Some(target) = &args.target {
         cmd.extend(["--target", target]);
@@ -803,6 +822,8 @@ fn build(args: &BuildArgs) -> Result<crate::Packed> {
     if let Some(revision) = git_revision(&package.dir) {
         packer.annotation("org.opencontainers.image.revision", revision);
     }
+    let profile = if args.release { "release" } else { "debug" };
+    packer.annotation(PROFILE_ANNOTATION, profile);
     let packed = packer.pack(&staging, &reference, &output);
     let _ = fs::remove_dir_all(&staging);
     packed

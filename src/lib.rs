@@ -75,6 +75,8 @@
 #![deny(missing_docs)]
 
 mod auth;
+#[cfg(feature = "cli")]
+mod binaries;
 mod cache;
 mod client;
 pub mod config;

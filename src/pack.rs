@@ -30,6 +30,10 @@ pub struct Packed {
     pub manifest_digest: String,
     /// Where the layout was written.
     pub output: PathBuf,
+    /// What consumers may trip over, found in the packed binaries (a C++
+    /// runtime or a shared library that is used but not declared), each
+    /// naming the flag that fixes it.
+    pub warnings: Vec<String>,
 }
 
 /// Packs `dir` (its contents become the package tree: put libraries in
@@ -246,10 +250,15 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     layout.write_single_index(entry)?;
 
     finish_layout(layout.dir(), output, stamp.mtime)?;
+    #[cfg(feature = "cli")]
+    let warnings = crate::binaries::check(dir, &options.metadata);
+    #[cfg(not(feature = "cli"))]
+    let warnings = Vec::new();
     Ok(Packed {
         reference: reference.to_string(),
         manifest_digest,
         output: output.to_path_buf(),
+        warnings,
     })
 }
 

@@ -336,7 +336,11 @@ impl Unpacker {
 
     /// The regular file a hard link names, reached without symlinks.
     fn existing_file(&self, link: &str, name: &str) -> Unpacked<PathBuf> {
-        let relative = relative_path(link)?;
+        let Ok(relative) = relative_path(link) else {
+            return refuse(format!(
+                "hard link `{name}` -> `{link}` names a path outside the package"
+            ));
+        };
         let mut path = self.root.clone();
         for component in relative.components() {
             path.push(component);
