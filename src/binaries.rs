@@ -1,8 +1,17 @@
 //! What a package's binaries need from the system that consumers link them
-//! on, read at pack time (producer only): static archives that use the C++
-//! runtime without declaring it, and shared objects whose `NEEDED` libraries
-//! are neither in the package nor declared. `ocipkg pack` prints a warning
-//! for each, naming the flag that fixes it.
+//! on, read at pack time (producer only):
+//! - static archives that use the C++ runtime without declaring it, and
+//!   shared objects whose `NEEDED` libraries are neither in the package nor
+//!   declared: `ocipkg pack` prints a warning for each, naming the flag that
+//!   fixes it;
+//! - the oldest glibc (and libstdc++) the binaries run with, their
+//!   [`Floor`]: for shared objects and executables the newest `GLIBC_`,
+//!   `GLIBCXX_` and `CXXABI_` versions they need (`.gnu.version_r`); for
+//!   static archives, each undefined symbol mapped to the version that
+//!   introduced its default definition in the C library the producer builds
+//!   against (the host's `libc.so.6`, `libm.so.6` and `libstdc++.so.6`, or a
+//!   cross target's `/usr/<multiarch>/lib`): that is how a call to
+//!   `__isoc23_strtol` becomes "needs glibc 2.38".
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -12,6 +21,116 @@ use object::read::elf::{Dyn as _, FileHeader, SectionTable};
 use object::{Object, ObjectSymbol};
 
 use crate::format::LinkMetadata;
+use crate::platform::{Target, Version};
+
+/// The oldest runtime versions a package's binaries need.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Floor {
+    pub glibc: Option<Version>,
+    pub glibcxx: Option<Version>,
+    pub cxxabi: Option<Version>,
+}
+
+impl Floor {
+    fn raise(&mut self, version_name: &str) {
+        let (slot, number) = if let Some(n) = version_name.strip_prefix("GLIBC_") {
+            (&mut self.glibc, n)
+        } else if let Some(n) = version_name.strip_prefix("GLIBCXX_") {
+            (&mut self.glibcxx, n)
+        } else if let Some(n) = version_name.strip_prefix("CXXABI_") {
+            (&mut self.cxxabi, n)
+        } else {
+            return;
+        };
+        // GLIBC_PRIVATE and the like are no versions.
+        if let Ok(version) = number.parse::<Version>() {
+            if slot.as_ref().is_none_or(|v| *v < version) {
+                *slot = Some(version);
+            }
+        }
+    }
+}
+
+/// The floor of the package tree at `dir`, for `target` (default: the host).
+pub(crate) fn floor(dir: &Path, target: Option<&Target>) -> Floor {
+    let mut files = Vec::new();
+    walk(dir, &mut files);
+    let mut floor = Floor::default();
+    let mut undefined = BTreeSet::new();
+    let mut defined = BTreeSet::new();
+    for file in &files {
+        let Ok(data) = fs::read(file) else { continue };
+        if data.starts_with(b"!<arch>\n") {
+            for member in archive_members(&data) {
+                let aligned: Vec<u8> = member.into();
+                symbols(&aligned, &mut defined, &mut |name| {
+                    undefined.insert(name.to_string());
+                });
+            }
+        } else {
+            for name in elf_version_needs(&data).unwrap_or_default() {
+                floor.raise(&name);
+            }
+        }
+    }
+    if !undefined.is_empty() {
+        let versions = runtime_versions(target);
+        for symbol in undefined.iter().filter(|s| !defined.contains(*s)) {
+            if let Some(version) = versions.get(symbol) {
+                floor.raise(version);
+            }
+        }
+    }
+    floor
+}
+
+/// Default symbol versions of the C and C++ runtimes the producer links
+/// against: symbol name -> `GLIBC_2.36` and the like.
+fn runtime_versions(target: Option<&Target>) -> std::collections::HashMap<String, String> {
+    let multiarch = match target
+        .map(|t| t.arch.as_str())
+        .unwrap_or(std::env::consts::ARCH)
+    {
+        "x86_64" => "x86_64-linux-gnu",
+        "aarch64" => "aarch64-linux-gnu",
+        "i686" | "i586" | "x86" => "i386-linux-gnu",
+        a if a.starts_with("armv7") || a == "arm" => "arm-linux-gnueabihf",
+        "riscv64gc" | "riscv64" => "riscv64-linux-gnu",
+        "powerpc64le" => "powerpc64le-linux-gnu",
+        "s390x" => "s390x-linux-gnu",
+        _ => "",
+    };
+    let host_arch = std::env::consts::ARCH;
+    let native = target.is_none_or(|t| t.arch == host_arch);
+    let dirs: Vec<PathBuf> = if native {
+        [
+            format!("/lib/{multiarch}"),
+            format!("/usr/lib/{multiarch}"),
+            "/lib64".into(),
+            "/usr/lib64".into(),
+            "/lib".into(),
+            "/usr/lib".into(),
+        ]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect()
+    } else {
+        vec![
+            PathBuf::from(format!("/usr/{multiarch}/lib")),
+            PathBuf::from(format!("/usr/lib/{multiarch}")),
+        ]
+    };
+    let mut versions = std::collections::HashMap::new();
+    for name in ["libc.so.6", "libm.so.6", "libstdc++.so.6"] {
+        let Some(data) = dirs.iter().find_map(|d| fs::read(d.join(name)).ok()) else {
+            continue;
+        };
+        for (symbol, version) in elf_default_versions(&data).unwrap_or_default() {
+            versions.entry(symbol).or_insert(version);
+        }
+    }
+    versions
+}
 
 /// Symbols that only the C++ runtime defines (Itanium ABI names).
 const CXX_RUNTIME_PREFIXES: [&str; 10] = [
@@ -182,6 +301,84 @@ fn symbols(data: &[u8], defined: &mut BTreeSet<String>, undefined: &mut dyn FnMu
     }
 }
 
+/// The version names (`GLIBC_2.14`, ...) an ELF file needs (`.gnu.version_r`).
+fn elf_version_needs(data: &[u8]) -> Option<Vec<String>> {
+    match object::FileKind::parse(data).ok()? {
+        object::FileKind::Elf32 => {
+            version_needs::<object::elf::FileHeader32<object::Endianness>>(data)
+        }
+        object::FileKind::Elf64 => {
+            version_needs::<object::elf::FileHeader64<object::Endianness>>(data)
+        }
+        _ => None,
+    }
+}
+
+fn version_needs<Elf: FileHeader<Endian = object::Endianness>>(data: &[u8]) -> Option<Vec<String>> {
+    let header = Elf::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let sections: SectionTable<Elf> = header.sections(endian, data).ok()?;
+    let (mut needs, link) = sections.gnu_verneed(endian, data).ok()??;
+    let strings = sections.strings(endian, data, link).ok()?;
+    let mut out = Vec::new();
+    while let Ok(Some((_, mut aux))) = needs.next() {
+        while let Ok(Some(entry)) = aux.next() {
+            if let Ok(name) = entry.name(endian, strings) {
+                out.push(String::from_utf8_lossy(name).into_owned());
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Each defined dynamic symbol of a shared library with the version of its
+/// default (not hidden) definition.
+fn elf_default_versions(data: &[u8]) -> Option<Vec<(String, String)>> {
+    match object::FileKind::parse(data).ok()? {
+        object::FileKind::Elf32 => {
+            default_versions::<object::elf::FileHeader32<object::Endianness>>(data)
+        }
+        object::FileKind::Elf64 => {
+            default_versions::<object::elf::FileHeader64<object::Endianness>>(data)
+        }
+        _ => None,
+    }
+}
+
+fn default_versions<Elf: FileHeader<Endian = object::Endianness>>(
+    data: &[u8],
+) -> Option<Vec<(String, String)>> {
+    use object::read::elf::Sym as _;
+    let header = Elf::parse(data).ok()?;
+    let endian = header.endian().ok()?;
+    let sections: SectionTable<Elf> = header.sections(endian, data).ok()?;
+    let symbols = sections
+        .symbols(endian, data, object::elf::SHT_DYNSYM)
+        .ok()?;
+    let versions = sections.versions(endian, data).ok()??;
+    let mut out = Vec::new();
+    for (index, symbol) in symbols.enumerate() {
+        if symbol.is_undefined(endian) {
+            continue;
+        }
+        let version_index = versions.version_index(endian, index);
+        if version_index.is_hidden() {
+            continue;
+        }
+        let (Ok(name), Ok(Some(version))) = (
+            symbols.symbol_name(endian, symbol),
+            versions.version(version_index),
+        ) else {
+            continue;
+        };
+        out.push((
+            String::from_utf8_lossy(name).into_owned(),
+            String::from_utf8_lossy(version.name()).into_owned(),
+        ));
+    }
+    Some(out)
+}
+
 /// The `NEEDED` entries of an ELF shared object or executable.
 fn elf_needed(data: &[u8]) -> Option<Vec<String>> {
     match object::FileKind::parse(data).ok()? {
@@ -220,6 +417,23 @@ mod tests {
         assert!(is_cxx_runtime("__gxx_personality_v0"));
         assert!(!is_cxx_runtime("malloc"));
         assert!(!is_cxx_runtime("_ZN3foo3barEv"));
+    }
+
+    #[test]
+    fn versions_compare_as_numbers() {
+        let mut floor = Floor::default();
+        for name in [
+            "GLIBC_2.2.5",
+            "GLIBC_2.14",
+            "GLIBC_PRIVATE",
+            "GLIBC_2.3",
+            "CXXABI_1.3.9",
+        ] {
+            floor.raise(name);
+        }
+        assert_eq!(floor.glibc.unwrap().to_string(), "2.14");
+        assert_eq!(floor.cxxabi.unwrap().to_string(), "1.3.9");
+        assert_eq!(floor.glibcxx, None);
     }
 
     #[test]

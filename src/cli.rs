@@ -277,6 +277,10 @@ struct PackArgs {
     /// A manifest annotation KEY=VALUE (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     annotations: Vec<String>,
+    /// Record this glibc floor (e.g. 2.17) instead of the one read from the
+    /// binaries: consumers whose glibc is older do not link this build.
+    #[arg(long, value_name = "X.Y")]
+    glibc_floor: Option<String>,
 }
 
 impl PackArgs {
@@ -345,6 +349,9 @@ impl PackArgs {
         });
         if let Some(target) = &self.target {
             packer.target(target);
+        }
+        if let Some(floor) = &self.glibc_floor {
+            packer.glibc_floor(floor)?;
         }
         Ok(packer)
     }
@@ -424,7 +431,8 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
                     p.reference,
                     p.manifest_digest,
                     p.output.display()
-                )
+                );
+                print_floor(&p.floor);
             })?;
         }
         OcipkgCommand::Push { path, tag } => {
@@ -707,6 +715,14 @@ fn print_pushed(pushed: &crate::Pushed) {
 /// Manifest annotation recording the cargo profile `cargo ocipkg` built.
 const PROFILE_ANNOTATION: &str = "vnd.ocipkg.cargo.profile";
 
+/// Prints the runtime floor a pack recorded.
+fn print_floor(floor: &std::collections::BTreeMap<String, String>) {
+    if !floor.is_empty() {
+        let parts: Vec<String> = floor.iter().map(|(k, v)| format!("{k} >= {v}")).collect();
+        println!("needs {}", parts.join(", "));
+    }
+}
+
 /// Prints each warning on stderr.
 fn warn_all(warnings: &[String]) {
     for warning in warnings {
@@ -725,6 +741,7 @@ fn run_cargo(command: CargoCommand) -> Result<()> {
                 packed.manifest_digest,
                 packed.output.display()
             );
+            print_floor(&packed.floor);
         }
         CargoCommand::Publish(args) => {
             let packed = build(&args)?;

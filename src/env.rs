@@ -14,6 +14,11 @@ pub const CACHE_DIR: &str = "OCIPKG_CACHE_DIR";
 pub const INSECURE_REGISTRIES: &str = "OCIPKG_INSECURE_REGISTRIES";
 /// Target triple being built for (set by cargo for build scripts).
 pub const TARGET: &str = "TARGET";
+/// Triple of the machine the build runs on (set by cargo for build scripts).
+pub const HOST: &str = "HOST";
+/// The glibc of the oldest system the build must run on (`2.31`): packages
+/// needing a newer one are not linked. Default: this system's, for a native build.
+pub const TARGET_GLIBC: &str = "OCIPKG_TARGET_GLIBC";
 /// Target OS being built for (set by cargo for build scripts).
 pub const CARGO_CFG_TARGET_OS: &str = "CARGO_CFG_TARGET_OS";
 /// Target environment (gnu, musl, msvc, ...) being built for (set by cargo for build scripts).

@@ -98,6 +98,16 @@ pub enum Error {
         /// The platforms the package has.
         available: Vec<String>,
     },
+    /// The package's builds for the target need a newer C library (glibc)
+    /// than the target has. See [`Error::is_no_prebuilt`].
+    RuntimeTooOld {
+        /// The package, as `package <reference>`.
+        package: String,
+        /// What its oldest usable build needs, e.g. `glibc 2.38`.
+        needs: String,
+        /// What the target has and where that was learnt.
+        has: String,
+    },
     /// The registry does not know the repository, or the tag or digest.
     NotFound {
         /// What we were doing.
@@ -194,7 +204,10 @@ impl Error {
     pub fn is_no_prebuilt(&self) -> bool {
         matches!(
             self,
-            Error::NoPrebuilt { .. } | Error::NotFound { .. } | Error::NoLibraries { .. }
+            Error::NoPrebuilt { .. }
+                | Error::NotFound { .. }
+                | Error::NoLibraries { .. }
+                | Error::RuntimeTooOld { .. }
         )
     }
 
@@ -414,6 +427,19 @@ impl fmt::Display for Error {
                 } else {
                     available.join(", ")
                 }
+            ),
+            Error::RuntimeTooOld {
+                package,
+                needs,
+                has,
+            } => write!(
+                f,
+                "ocipkg: {package} needs {needs}, but the target has {has}\n  \
+                 help: its binaries would fail to link or to load here. Publish a build made \
+                 on an older system (ocipkg picks the newest build the target can run), \
+                 build from source when `Error::is_no_prebuilt()` says so, or, if the \
+                 binaries will only run on newer systems, set OCIPKG_TARGET_GLIBC to \
+                 their glibc."
             ),
             Error::NotFound {
                 action,

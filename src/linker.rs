@@ -119,7 +119,7 @@ impl Linker {
     /// printing anything (`ocipkg pull`). Ignores `ocipkg.lock`.
     pub fn fetch(&self, reference: &str) -> Result<Fetched> {
         let env = Env::process(false);
-        let target = self.target_of(&env);
+        let target = self.target_of(&env)?;
         let mut warnings = Vec::new();
         let cached =
             self.fetch_with(&Reference::parse(reference)?, &target, &env, &mut warnings)?;
@@ -131,11 +131,12 @@ impl Linker {
         })
     }
 
-    fn target_of(&self, env: &Env) -> Target {
+    fn target_of(&self, env: &Env) -> Result<Target> {
         match &self.target {
             Some(triple) => Target::parse(triple),
             None => Target::from_env(env),
         }
+        .with_glibc(env)
     }
 
     pub(crate) fn link_with(&self, reference: &str, env: &Env) -> Result<Package> {
@@ -150,7 +151,7 @@ impl Linker {
                 directives: Vec::new(),
             });
         }
-        let target = self.target_of(env);
+        let target = self.target_of(env)?;
         let mut directives = Vec::new();
         let override_var = env::package_dir_var(&parsed);
         let (root, manifest_digest, metadata) = match env.get(&override_var) {
@@ -174,6 +175,9 @@ impl Linker {
                 // Pruned or moved away: cargo reruns the build script, which
                 // fetches it again, instead of linking a library that is gone.
                 directives.push(Directive::RerunIfChanged(cached.dir.join("manifest.json")));
+                if let Some(warning) = check_glibc(&cached.dir, &parsed, &target)? {
+                    warnings.push(warning);
+                }
                 directives.extend(warnings.into_iter().map(Directive::Warning));
                 let metadata = read_metadata(&cached.dir)?;
                 (cached.dir.join("root"), Some(cached.digest), metadata)
@@ -417,6 +421,40 @@ fn preferred_kind(reference: &Reference, env: &Env) -> Result<Option<LinkKind>> 
             format!("{var}=`{other}` is neither `static` nor `dylib`"),
             format!("set {var} to static or dylib, or unset it (static is preferred)"),
         )),
+    }
+}
+
+/// Fails when the cached package needs a newer glibc than the target has
+/// (before anything is linked); a warning when the target's glibc is unknown.
+fn check_glibc(dir: &Path, reference: &Reference, target: &Target) -> Result<Option<String>> {
+    if !target.is_linux_gnu() {
+        return Ok(None);
+    }
+    let manifest: serde_json::Value = std::fs::read(dir.join("manifest.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .unwrap_or_default();
+    let floor = manifest
+        .get("annotations")
+        .and_then(|a| a.get(crate::platform::GLIBC_ANNOTATION))
+        .and_then(|v| v.as_str())
+        .and_then(|v| v.parse::<crate::platform::Version>().ok());
+    let Some(floor) = floor else {
+        return Ok(None);
+    };
+    match &target.glibc {
+        Some(glibc) if floor > glibc.version => Err(Error::RuntimeTooOld {
+            package: format!("package {reference}"),
+            needs: format!("glibc {floor}"),
+            has: format!("glibc {} ({})", glibc.version, glibc.source),
+        }),
+        Some(_) => Ok(None),
+        None => Ok(Some(format!(
+            "{reference} needs glibc {floor} or newer; the glibc of {} is not known here \
+             (a cross build), so this is not checked: set {}=X.Y to check it",
+            target.triple,
+            env::TARGET_GLIBC
+        ))),
     }
 }
 

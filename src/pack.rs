@@ -34,6 +34,9 @@ pub struct Packed {
     /// runtime or a shared library that is used but not declared), each
     /// naming the flag that fixes it.
     pub warnings: Vec<String>,
+    /// The oldest runtimes the binaries need, as recorded in the manifest's
+    /// annotations: `glibc`, `glibcxx`, `cxxabi` → version.
+    pub floor: BTreeMap<String, String>,
 }
 
 /// Packs `dir` (its contents become the package tree: put libraries in
@@ -55,6 +58,7 @@ pub struct Packer {
     uid: u64,
     gid: u64,
     annotations: BTreeMap<String, String>,
+    glibc_floor: Option<crate::platform::Version>,
 }
 
 /// How the package's layer is compressed.
@@ -122,6 +126,19 @@ impl Packer {
     pub fn annotation(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
         self.annotations.insert(key.into(), value.into());
         self
+    }
+
+    /// Records this glibc floor instead of the one read from the binaries
+    /// (for a package whose binaries say less than they need, or to give
+    /// two builds of one target distinct floors).
+    pub fn glibc_floor(&mut self, version: &str) -> Result<&mut Self> {
+        self.glibc_floor = Some(version.parse().map_err(|()| {
+            Error::usage(
+                format!("`{version}` is not a glibc version"),
+                "give it as MAJOR.MINOR, like 2.17",
+            )
+        })?);
+        Ok(self)
     }
 
     /// Packs `dir` for `reference` into `output` (see [`pack`]).
@@ -220,6 +237,8 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     if let Some(target) = &target {
         annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
     }
+    let floor = floor_annotations(options, dir, target.as_ref());
+    annotations.extend(floor.clone());
     if !annotations.is_empty() {
         manifest.set_annotations(Some(annotations));
     }
@@ -246,6 +265,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         entry.set_platform(Some(target.oci_platform()));
         annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
     }
+    annotations.extend(floor.clone());
     entry.set_annotations(Some(annotations));
     layout.write_single_index(entry)?;
 
@@ -259,7 +279,45 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         manifest_digest,
         output: output.to_path_buf(),
         warnings,
+        floor: floor
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("vnd.ocipkg.").to_string(), v))
+            .collect(),
     })
+}
+
+/// The floor annotations of a package: for Linux GNU targets (or no
+/// target), the versions its binaries need; the glibc floor given to the
+/// packer wins.
+fn floor_annotations(
+    options: &Packer,
+    dir: &Path,
+    target: Option<&Target>,
+) -> BTreeMap<String, String> {
+    use crate::platform::{CXXABI_ANNOTATION, GLIBCXX_ANNOTATION, GLIBC_ANNOTATION};
+    let mut out = BTreeMap::new();
+    if target.is_some_and(|t| !t.is_linux_gnu()) {
+        return out;
+    }
+    #[cfg(feature = "cli")]
+    {
+        let floor = crate::binaries::floor(dir, target);
+        for (key, version) in [
+            (GLIBC_ANNOTATION, floor.glibc),
+            (GLIBCXX_ANNOTATION, floor.glibcxx),
+            (CXXABI_ANNOTATION, floor.cxxabi),
+        ] {
+            if let Some(version) = version {
+                out.insert(key.to_string(), version.to_string());
+            }
+        }
+    }
+    #[cfg(not(feature = "cli"))]
+    let _ = (dir, CXXABI_ANNOTATION, GLIBCXX_ANNOTATION);
+    if let Some(version) = &options.glibc_floor {
+        out.insert(GLIBC_ANNOTATION.to_string(), version.to_string());
+    }
+    out
 }
 
 /// Where to build a layout for `output`: `output` itself, or (for a `.tar`

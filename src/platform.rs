@@ -14,6 +14,42 @@ use crate::error::{Error, Result};
 
 /// Descriptor/manifest annotation holding the Rust target triple.
 pub const TARGET_ANNOTATION: &str = "vnd.ocipkg.target";
+/// Descriptor/manifest annotation: the newest `GLIBC_x.y` symbol version the
+/// package's binaries need (Linux GNU targets).
+pub const GLIBC_ANNOTATION: &str = "vnd.ocipkg.glibc";
+/// Descriptor/manifest annotation: the newest `GLIBCXX_x.y.z` version needed.
+pub const GLIBCXX_ANNOTATION: &str = "vnd.ocipkg.glibcxx";
+/// Descriptor/manifest annotation: the newest `CXXABI_x.y.z` version needed.
+pub const CXXABI_ANNOTATION: &str = "vnd.ocipkg.cxxabi";
+
+/// A dotted version (`2.36`, `3.4.30`), compared numerically.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Version(Vec<u32>);
+
+impl std::str::FromStr for Version {
+    type Err = ();
+    fn from_str(s: &str) -> std::result::Result<Self, ()> {
+        let parts: std::result::Result<Vec<u32>, _> = s.trim().split('.').map(str::parse).collect();
+        match parts {
+            Ok(parts) if !parts.is_empty() && parts.len() <= 4 => Ok(Version(parts)),
+            _ => Err(()),
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
+        f.write_str(&parts.join("."))
+    }
+}
+
+/// The glibc a Linux GNU target has, and where that was learnt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Glibc {
+    pub version: Version,
+    pub source: String,
+}
 
 /// A Rust target: the triple and cargo's `target_os`/`target_env`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +61,8 @@ pub(crate) struct Target {
     pub os: String,
     /// cargo's `target_env` (`gnu`, `musl`, `msvc`, or empty).
     pub env: String,
+    /// For a Linux GNU target, its glibc when known (see [`Target::with_glibc`]).
+    pub glibc: Option<Glibc>,
 }
 
 impl Target {
@@ -74,7 +112,47 @@ impl Target {
             arch: parts.first().copied().unwrap_or("").to_string(),
             os: os.to_string(),
             env: env.to_string(),
+            glibc: None,
         }
+    }
+
+    /// Whether this is a Linux target with glibc.
+    pub(crate) fn is_linux_gnu(&self) -> bool {
+        self.os == "linux" && self.env == "gnu"
+    }
+
+    /// The target with its glibc: `OCIPKG_TARGET_GLIBC`, else, when
+    /// building for the machine itself, the running system's (`getconf
+    /// GNU_LIBC_VERSION`); unknown for a cross build.
+    pub(crate) fn with_glibc(mut self, env: &Env) -> Result<Self> {
+        if !self.is_linux_gnu() {
+            return Ok(self);
+        }
+        if let Some(value) = env.get(env::TARGET_GLIBC) {
+            let version = value.parse().map_err(|()| {
+                Error::usage(
+                    format!("{}=`{value}` is not a glibc version", env::TARGET_GLIBC),
+                    format!(
+                        "set {} to the glibc of the oldest system the build must run on, \
+                         like 2.31, or unset it",
+                        env::TARGET_GLIBC
+                    ),
+                )
+            })?;
+            self.glibc = Some(Glibc {
+                version,
+                source: env::TARGET_GLIBC.to_string(),
+            });
+            return Ok(self);
+        }
+        let host = env.get(env::HOST).unwrap_or_else(host_triple);
+        if host == self.triple {
+            self.glibc = system_glibc().map(|version| Glibc {
+                version,
+                source: "this system".to_string(),
+            });
+        }
+        Ok(self)
     }
 
     /// The OCI platform of this target.
@@ -94,6 +172,23 @@ impl Target {
         // Both fields are set: building cannot fail.
         builder.build().unwrap_or_default()
     }
+}
+
+/// The running system's glibc, from `getconf GNU_LIBC_VERSION` (`glibc 2.36`).
+fn system_glibc() -> Option<Version> {
+    let out = std::process::Command::new("getconf")
+        .arg("GNU_LIBC_VERSION")
+        .output()
+        .ok()?;
+    let text = String::from_utf8(out.stdout).ok()?;
+    text.trim().strip_prefix("glibc ")?.parse().ok()
+}
+
+/// The glibc floor an index entry or manifest annotation records.
+pub(crate) fn glibc_floor(
+    annotations: Option<&std::collections::HashMap<String, String>>,
+) -> Option<Version> {
+    annotations?.get(GLIBC_ANNOTATION)?.parse().ok()
 }
 
 /// The machine ocipkg was built for, as a best-effort triple.
@@ -150,6 +245,9 @@ pub(crate) fn describe(entry: &Descriptor) -> String {
     if let Some(triple) = triple_of(entry) {
         s.push_str(&format!(" ({triple})"));
     }
+    if let Some(floor) = glibc_floor(entry.annotations().as_ref()) {
+        s.push_str(&format!(" [glibc >= {floor}]"));
+    }
     s
 }
 
@@ -161,39 +259,82 @@ fn triple_of(entry: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
-/// Chooses the entry of an index for `target`.
+/// Chooses the entry of an index for `target`: those naming its exact
+/// triple, else those of its OCI os/architecture (and variant) whose triple,
+/// if any, has the same ABI. Of several, on a Linux GNU target, the one with
+/// the highest glibc floor the target's glibc satisfies (when the target's
+/// glibc is unknown, the lowest floor).
 pub(crate) fn select<'a>(
     entries: &'a [Descriptor],
     target: &Target,
     what: &str,
 ) -> Result<&'a Descriptor> {
-    if let Some(exact) = entries
+    let exact: Vec<&Descriptor> = entries
         .iter()
-        .find(|e| triple_of(e) == Some(target.triple.as_str()))
-    {
-        return Ok(exact);
-    }
+        .filter(|e| triple_of(e) == Some(target.triple.as_str()))
+        .collect();
     let wanted = target.oci_platform();
-    let matching = entries.iter().find(|e| {
-        let Some(p) = e.platform() else {
-            return false;
-        };
-        let same_abi = triple_of(e).is_none_or(|t| Target::parse(t).env == target.env);
-        p.os() == wanted.os()
-            && p.architecture() == wanted.architecture()
-            && (wanted.variant().is_none() || p.variant() == wanted.variant())
-            && same_abi
-    });
-    matching.ok_or_else(|| Error::NoPrebuilt {
-        package: what.to_string(),
-        target: format!(
-            "{} ({}/{})",
-            target.triple,
-            wanted.os(),
-            wanted.architecture()
-        ),
-        available: entries.iter().map(describe).collect(),
-    })
+    let candidates = if exact.is_empty() {
+        entries
+            .iter()
+            .filter(|e| {
+                let Some(p) = e.platform() else {
+                    return false;
+                };
+                let same_abi = triple_of(e).is_none_or(|t| Target::parse(t).env == target.env);
+                p.os() == wanted.os()
+                    && p.architecture() == wanted.architecture()
+                    && (wanted.variant().is_none() || p.variant() == wanted.variant())
+                    && same_abi
+            })
+            .collect()
+    } else {
+        exact
+    };
+    if candidates.is_empty() {
+        return Err(Error::NoPrebuilt {
+            package: what.to_string(),
+            target: format!(
+                "{} ({}/{})",
+                target.triple,
+                wanted.os(),
+                wanted.architecture()
+            ),
+            available: entries.iter().map(describe).collect(),
+        });
+    }
+    let floor = |e: &Descriptor| glibc_floor(e.annotations().as_ref());
+    if !target.is_linux_gnu() || candidates.len() == 1 && target.glibc.is_none() {
+        return Ok(candidates[0]);
+    }
+    match &target.glibc {
+        None => Ok(candidates
+            .into_iter()
+            .min_by_key(|e| floor(e))
+            .unwrap_or(&entries[0])),
+        Some(glibc) => {
+            let usable = candidates
+                .iter()
+                .filter(|e| floor(e).is_none_or(|f| f <= glibc.version))
+                .max_by_key(|e| floor(e));
+            match usable {
+                Some(entry) => Ok(entry),
+                None => Err(Error::RuntimeTooOld {
+                    package: what.to_string(),
+                    needs: format!(
+                        "glibc {}",
+                        candidates
+                            .iter()
+                            .filter_map(|e| floor(e))
+                            .min()
+                            .map(|v| v.to_string())
+                            .unwrap_or_default()
+                    ),
+                    has: format!("glibc {} ({})", glibc.version, glibc.source),
+                }),
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -215,6 +356,41 @@ mod tests {
             triple.to_string(),
         )])));
         d
+    }
+
+    #[test]
+    fn the_newest_build_the_target_glibc_runs_is_chosen() {
+        let with_floor = |n: u8, floor: &str| {
+            let mut e = entry("x86_64-unknown-linux-gnu", n);
+            let mut a = e.annotations().clone().unwrap();
+            a.insert(GLIBC_ANNOTATION.to_string(), floor.to_string());
+            e.set_annotations(Some(a));
+            e
+        };
+        let entries = [
+            with_floor(1, "2.17"),
+            with_floor(2, "2.38"),
+            with_floor(3, "2.28"),
+        ];
+        let on = |glibc: Option<&str>| {
+            let mut t = Target::parse("x86_64-unknown-linux-gnu");
+            t.glibc = glibc.map(|v| Glibc {
+                version: v.parse().unwrap(),
+                source: "test".into(),
+            });
+            select(&entries, &t, "pkg").map(|e| glibc_floor(e.annotations().as_ref()))
+        };
+        let v = |s: &str| Some(s.parse::<Version>().unwrap());
+        assert_eq!(on(Some("2.36")).unwrap(), v("2.28"));
+        assert_eq!(on(Some("2.40")).unwrap(), v("2.38"));
+        assert_eq!(on(None).unwrap(), v("2.17"));
+        let err = on(Some("2.12")).unwrap_err();
+        assert!(err.is_no_prebuilt());
+        let text = err.to_string();
+        assert!(
+            text.contains("glibc 2.17") && text.contains("glibc 2.12"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -17,7 +17,9 @@ use oci_spec::image::{
 
 use crate::digest;
 use crate::layout::canonical_json;
-use crate::platform::{self, Target, TARGET_ANNOTATION};
+use crate::platform::{
+    self, Target, CXXABI_ANNOTATION, GLIBCXX_ANNOTATION, GLIBC_ANNOTATION, TARGET_ANNOTATION,
+};
 use crate::retry;
 
 /// What [`push`] pushed.
@@ -158,10 +160,15 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
             );
             platform_entry.set_platform(Some(Target::parse(&triple).oci_platform()));
             platform_entry.set_artifact_type(Some(MediaType::from(format::ARTIFACT_TYPE)));
-            platform_entry.set_annotations(Some(HashMap::from([(
-                TARGET_ANNOTATION.to_string(),
-                triple.clone(),
-            )])));
+            // The entry carries the target and the runtime floors, so a
+            // consumer chooses without reading every manifest.
+            let mut annotations = HashMap::from([(TARGET_ANNOTATION.to_string(), triple.clone())]);
+            for key in [GLIBC_ANNOTATION, GLIBCXX_ANNOTATION, CXXABI_ANNOTATION] {
+                if let Some(value) = entry.annotations().as_ref().and_then(|a| a.get(key)) {
+                    annotations.insert(key.to_string(), value.clone());
+                }
+            }
+            platform_entry.set_annotations(Some(annotations));
             Some(add_to_index(&mut client, tag, platform_entry, &triple)?)
         }
     };
@@ -254,7 +261,9 @@ fn target_of(entry: &Descriptor) -> Option<String> {
 }
 
 /// Puts `new_entry` into the index under `tag` (created if missing),
-/// replacing the entry of the same target and keeping every other one. Only
+/// replacing the entry of the same target and glibc floor and keeping every
+/// other one (builds of one target for older and newer systems live side
+/// by side). Only
 /// manifests are read: no other platform's layers are downloaded. Registries
 /// have no conditional writes, so the index is read back twice, a moment
 /// apart, and merged again if a concurrent publisher's write removed our
@@ -272,8 +281,11 @@ fn add_to_index(
             None => Vec::new(),
             Some(existing) => entries_of(&existing.bytes)?,
         };
+        let floor = |e: &Descriptor| platform::glibc_floor(e.annotations().as_ref());
         entries.retain(|e| {
-            target_of(e).as_deref() != Some(triple) && e.digest() != new_entry.digest()
+            let same_build =
+                target_of(e).as_deref() == Some(triple) && floor(e) == floor(&new_entry);
+            !same_build && e.digest() != new_entry.digest()
         });
         entries.push(new_entry.clone());
         entries.sort_by_key(platform::describe);

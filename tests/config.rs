@@ -110,9 +110,8 @@ fn mirrors_are_tried_first_and_never_change_what_is_linked() {
             mirror.host()
         ),
     );
-    let origin_requests = || -> Vec<String> {
-        origin.access_log().lines().map(String::from).collect()
-    };
+    let origin_requests =
+        || -> Vec<String> { origin.access_log().lines().map(String::from).collect() };
 
     // Served by the mirror: the origin only answers what the tag means
     // (mirrors are asked by digest), and sends no blob.
