@@ -47,6 +47,8 @@
 //! | `OCIPKG_UPLOAD_CHUNK_MIB` | producer: chunk size of uploads of large blobs (default 16) |
 //! | `OCIPKG_MAX_UNPACKED_MIB`, `OCIPKG_MAX_EXPANSION`, `OCIPKG_MAX_FILES` | limits of what one package may unpack to: MiB (default 4096), unpacked bytes per compressed byte past 64 MiB (default 100), entries (default 100000) |
 //! | `OCIPKG_TIMEOUT_SECS` | time limit of one fetch or push, in seconds (default 1800) |
+//! | `OCIPKG_TARGET_GLIBC` | the glibc of the oldest system the build must run on (`2.31`); packages needing a newer one are not linked. Default: this system's, for a native Linux GNU build |
+//! | `HOST` | set by cargo: whether the build is native (then this system's glibc is the target's) |
 //! | `CARGO`, `RUSTC` | `cargo ocipkg`: the cargo to run and the compiler asked for the host triple |
 //!
 //! In a build script every variable read is also announced with
