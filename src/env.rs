@@ -142,7 +142,11 @@ impl Env {
 
     /// The value of `name`, if set to valid unicode and not empty.
     pub(crate) fn get(&self, name: &str) -> Option<String> {
-        if self.record {
+        // Variables cargo sets for build scripts change only with what cargo
+        // already reruns for: no rerun line (it would only be noise).
+        let set_by_cargo = matches!(name, OUT_DIR | TARGET | HOST | CARGO_MANIFEST_DIR)
+            || name.starts_with("CARGO_CFG_");
+        if self.record && !set_by_cargo {
             let mut read = self.read.borrow_mut();
             if !read.iter().any(|n| n == name) {
                 read.push(name.to_string());
