@@ -262,7 +262,8 @@ struct PackArgs {
     /// Layer compression: gzip (read by every OCI tool) or zstd (faster).
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     compression: String,
-    /// gzip level, 0 (store) to 9 (smallest); zstd uses its fastest level.
+    /// Compression level: gzip 0 (store) to 9 (smallest), default 6; zstd 1
+    /// (fastest) to 19 (smallest), default 9.
     #[arg(long, value_name = "0-9")]
     level: Option<u32>,
     /// Place the files under this directory of the package (e.g. /opt/foo).
@@ -312,11 +313,15 @@ impl PackArgs {
                     "gzip levels are 0 (store) to 9 (smallest)",
                 ))
             }
-            ("zstd", None) => crate::LayerCompression::Zstd,
-            ("zstd", Some(_)) => {
+            ("zstd", level) if level.is_none_or(|l| (1..=19).contains(&l)) => {
+                crate::LayerCompression::Zstd {
+                    level: level.map_or(crate::pack::ZSTD_DEFAULT_LEVEL, |l| l as i32),
+                }
+            }
+            ("zstd", Some(level)) => {
                 return Err(Error::usage(
-                    "--level is for gzip",
-                    "zstd packs use zstd's fastest level; drop --level",
+                    format!("--level {level} is out of range"),
+                    "zstd levels are 1 (fastest) to 19 (smallest)",
                 ))
             }
             (other, _) => {
@@ -573,7 +578,9 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             }
             builder.compression(match compression.as_str() {
                 "gzip" => crate::LayerCompression::default(),
-                "zstd" => crate::LayerCompression::Zstd,
+                "zstd" => crate::LayerCompression::Zstd {
+                    level: crate::pack::ZSTD_DEFAULT_LEVEL,
+                },
                 other => {
                     return Err(Error::usage(
                         format!("--compression {other} is unknown"),

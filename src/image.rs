@@ -157,7 +157,7 @@ impl ImageBuilder {
             pack::write_layer(&layout, dir, &root_dir, stamp, self.compression)?;
         let layer_media_type = match self.compression {
             LayerCompression::Gzip { .. } => format::LAYER_MEDIA_TYPE,
-            LayerCompression::Zstd => format::LAYER_MEDIA_TYPE_ZSTD,
+            LayerCompression::Zstd { .. } => format::LAYER_MEDIA_TYPE_ZSTD,
         };
         let layer = Descriptor::new(
             MediaType::from(layer_media_type),

@@ -69,10 +69,19 @@ pub enum LayerCompression {
         /// 0 (store) to 9 (smallest).
         level: u32,
     },
-    /// `tar+zstd` at zstd's fastest level (≈ `zstd -1`): faster to pack and
-    /// to unpack; needs a consumer that reads zstd layers (ocipkg does).
-    Zstd,
+    /// `tar+zstd` at this level (1–19, default [`ZSTD_DEFAULT_LEVEL`]):
+    /// smaller than gzip; needs a consumer that reads zstd layers (ocipkg
+    /// does, in pure Rust).
+    Zstd {
+        /// 1 (fastest) to 19 (smallest).
+        level: i32,
+    },
 }
+
+/// The zstd level packs use unless told otherwise (see README's table).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 9;
+/// The highest zstd level offered.
+pub const ZSTD_MAX_LEVEL: i32 = 19;
 
 impl Default for LayerCompression {
     fn default() -> Self {
@@ -205,7 +214,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
         .unwrap_or("package");
     let (media_type, extension) = match options.compression {
         LayerCompression::Gzip { .. } => (format::LAYER_MEDIA_TYPE, "tar.gz"),
-        LayerCompression::Zstd => (format::LAYER_MEDIA_TYPE_ZSTD, "tar.zst"),
+        LayerCompression::Zstd { .. } => (format::LAYER_MEDIA_TYPE_ZSTD, "tar.zst"),
     };
     let mut layer = Descriptor::new(
         MediaType::from(media_type),
@@ -416,8 +425,9 @@ fn compressed_tar(
                 drain.error.get_or_insert(e);
             }
         }
-        LayerCompression::Zstd => {
-            if let Err(e) = parallel_blocks(&mut source, &mut drain, zstd_frame) {
+        LayerCompression::Zstd { level } => {
+            let level = level.clamp(1, ZSTD_MAX_LEVEL);
+            if let Err(e) = parallel_blocks(&mut source, &mut drain, |b| zstd_frame(b, level)) {
                 drain.error.get_or_insert(e);
             }
         }
@@ -495,22 +505,51 @@ fn parallel_blocks(
     }
 }
 
-/// One zstd frame at zstd's fastest level (pure Rust; it cannot fail on a
-/// slice into a vector).
-fn zstd_frame(block: &[u8]) -> io::Result<Vec<u8>> {
+/// One zstd frame (libzstd), stating its decoded size in its header so
+/// consumers can decode frames in parallel; the window never exceeds the
+/// block, so a consumer's memory stays small.
+#[cfg(feature = "cli")]
+pub(crate) fn zstd_frame(block: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.include_contentsize(true)?;
+    compressor.include_checksum(false)?;
+    compressor.window_log(22)?; // 4 MiB: one block
+    compressor.compress(block)
+}
+
+/// One zstd frame (pure Rust, fastest level) in builds without the producer's libzstd.
+#[cfg(not(feature = "cli"))]
+fn zstd_frame(block: &[u8], _level: i32) -> io::Result<Vec<u8>> {
     Ok(ruzstd::encoding::compress_to_vec(
         block,
         ruzstd::encoding::CompressionLevel::Fastest,
     ))
 }
 
-fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
-    let mut encoder = flate2::write::GzEncoder::new(
+/// One gzip member recording its own size in a header extra field
+/// (subfield `op`, as BGZF does), so consumers can find and decode members
+/// in parallel; other readers skip the field. No name, time 0: reproducible.
+pub(crate) fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut deflate = flate2::write::DeflateEncoder::new(
         Vec::with_capacity(block.len() / 2 + 64),
         flate2::Compression::new(level),
     );
-    encoder.write_all(block)?;
-    encoder.finish()
+    deflate.write_all(block)?;
+    let body = deflate.finish()?;
+    const HEADER: usize = 10 + 2 + 8;
+    let size = u32::try_from(HEADER + body.len() + 8)
+        .map_err(|_| io::Error::other("a gzip member outgrew 4 GiB"))?;
+    let [s0, s1] = crate::decode::GZIP_SIZE_FIELD;
+    // ID1 ID2 CM=deflate FLG=FEXTRA MTIME=0 XFL=0 OS=unknown XLEN=8, subfield op/4.
+    let mut member = Vec::with_capacity(size as usize);
+    member.extend_from_slice(&[0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 8, 0, s0, s1, 4, 0]);
+    member.extend_from_slice(&size.to_le_bytes());
+    member.extend_from_slice(&body);
+    let mut crc = flate2::Crc::new();
+    crc.update(block);
+    member.extend_from_slice(&crc.sum().to_le_bytes());
+    member.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    Ok(member)
 }
 
 /// Keeps the first I/O error and then behaves as a finished stream, so a

@@ -1,6 +1,6 @@
-//! Unpacks a layer stream into a package directory: decompress → untar (or
-//! write the one file a layer holds), streaming, treating every entry as
-//! hostile.
+//! Unpacks a layer stream into a package directory: decompress (see
+//! [`crate::decode`]) → untar (or write the one file a layer holds),
+//! streaming, treating every entry as hostile.
 //!
 //! The rules, which keep everything a package writes inside its own root:
 //! - entry paths (and hard-link targets) are relative, without `..`;
@@ -23,9 +23,10 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use crate::decode::decoder;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
-use crate::format::{Compression, LayerKind};
+use crate::format::LayerKind;
 use crate::tempdir::symlink;
 
 /// Bounds on what one package may unpack to.
@@ -131,15 +132,20 @@ impl Unpacker {
     }
 
     /// Puts a layer of `size` compressed bytes into the root.
-    pub(crate) fn layer(&mut self, reader: impl Read, kind: &LayerKind, size: u64) -> Unpacked {
+    pub(crate) fn layer(
+        &mut self,
+        reader: impl Read + Send + 'static,
+        kind: &LayerKind,
+        size: u64,
+    ) -> Unpacked {
         self.compressed = self.compressed.saturating_add(size);
         match kind {
-            LayerKind::Tar(compression) => self.untar(decompress(reader, *compression)?),
+            LayerKind::Tar(compression) => self.untar(decoder(reader, *compression)?),
             LayerKind::File(compression, path) => {
                 let relative = relative_path(path)?;
                 let target = self.prepare(&relative, false)?;
                 self.count_entry()?;
-                self.write_file(&target, &mut decompress(reader, *compression)?, path)
+                self.write_file(&target, &mut decoder(reader, *compression)?, path)
             }
         }
     }
@@ -364,59 +370,6 @@ impl Unpacker {
             ));
         }
         Ok(path)
-    }
-}
-
-fn decompress<'a>(
-    reader: impl Read + 'a,
-    compression: Compression,
-) -> io::Result<Box<dyn Read + 'a>> {
-    Ok(match compression {
-        Compression::None => Box::new(reader),
-        // Multi-member streams too (parallel gzip writes one member per block).
-        Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(reader)),
-        Compression::Zstd => Box::new(ZstdFrames {
-            decoder: None,
-            reader: Some(io::BufReader::new(reader)),
-        }),
-    })
-}
-
-type ZstdDecoder<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
-
-/// Decodes every zstd frame of a stream, one after the other (parallel
-/// packs write one frame per block).
-struct ZstdFrames<R: io::BufRead> {
-    decoder: Option<ZstdDecoder<R>>,
-    reader: Option<R>,
-}
-
-impl<R: io::BufRead> Read for ZstdFrames<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            if let Some(decoder) = &mut self.decoder {
-                let n = decoder.read(buf)?;
-                if n > 0 {
-                    return Ok(n);
-                }
-                // This frame is done: take the reader back for the next one.
-                if let Some(decoder) = self.decoder.take() {
-                    self.reader = Some(decoder.into_inner());
-                }
-            }
-            let Some(mut reader) = self.reader.take() else {
-                return Ok(0);
-            };
-            if reader.fill_buf()?.is_empty() {
-                return Ok(0);
-            }
-            let decoder = ZstdDecoder::new(reader)
-                .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
-            self.decoder = Some(decoder);
-        }
     }
 }
 

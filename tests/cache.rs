@@ -93,10 +93,11 @@ fn sixteen_processes_pulling_at_once_download_the_layer_once() {
 #[test]
 fn a_fetch_killed_mid_unpack_leaves_nothing_trusted_and_the_next_one_succeeds() {
     let registry = Registry::start();
-    // A package with 2 MiB of incompressible data, so a stalled download is
-    // caught in the middle of unpacking.
+    // A package with 10 MiB of incompressible data (three 4 MiB pieces), so
+    // a download stalled after the first piece is caught in the middle of
+    // unpacking.
     let dir = stage_c_package("kill-pkg");
-    let noise = noise(2 << 20, 0x9e37_79b9_7f4a_7c15);
+    let noise = noise(10 << 20, 0x9e37_79b9_7f4a_7c15);
     fs::write(dir.join("lib/noise.bin"), &noise).unwrap();
     let reference = format!("{}/kill/answer:1", registry.host());
     let layout = pack(&dir, &reference);
@@ -105,7 +106,7 @@ fn a_fetch_killed_mid_unpack_leaves_nothing_trusted_and_the_next_one_succeeds() 
     let layer = layers[0].clone();
     let proxy = Proxy::start(registry.port, move |req| {
         if req.path().ends_with(&layer) {
-            Action::ForwardThenStall(1 << 20)
+            Action::ForwardThenStall(5 << 20)
         } else {
             Action::Forward
         }
