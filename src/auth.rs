@@ -104,7 +104,7 @@ pub(crate) fn fetch_token(
     scope: &str,
     registry: &str,
     credential: Option<&Credential>,
-    allow_http: bool,
+    allow_http: Option<&str>,
 ) -> Result<Option<Token>> {
     let action = format!("getting an access token for {registry}");
     let realm = challenge.param("realm").ok_or_else(|| Error::Registry {
@@ -119,12 +119,14 @@ pub(crate) fn fetch_token(
             message: format!("the token realm `{realm}` is not an http(s) URL"),
         });
     }
-    if realm.starts_with("http://") && !allow_http {
+    let plain_ok = allow_http.is_some_and(|host| crate::client::host_of(realm) == host);
+    if realm.starts_with("http://") && !plain_ok {
         return Err(Error::refused(
             format!("the token realm of {registry}"),
             format!(
-                "the registry is reached over HTTPS but sends clients to `{realm}`, plain HTTP, \
-                 for tokens: credentials would travel in clear text"
+                "the registry sends clients to `{realm}`, plain HTTP on another host than an \
+                 HTTPS or plain-HTTP registry's own, for tokens: credentials would travel in \
+                 clear text to another host"
             ),
             "ask the registry's operator to serve the token realm over HTTPS; if the registry \
              really is plain HTTP, say so with `plain_http: true` in the registry \

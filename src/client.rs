@@ -195,6 +195,13 @@ impl Client {
         if response.status().as_u16() != 401 {
             return Ok(response);
         }
+        // Only the registry itself may ask for credentials: a 401 from where
+        // it redirected us, or from an upload URL on another origin, names a
+        // token realm of someone else's choosing.
+        use ureq::ResponseExt as _;
+        if !same_origin(&self.base, &response.get_uri().to_string()) {
+            return Ok(response);
+        }
         let challenges: Vec<auth::Challenge> = response
             .headers()
             .get_all("www-authenticate")
@@ -214,8 +221,11 @@ impl Client {
             }
             let mut token = None;
             // Credentials go to a token realm over HTTPS only, unless the
-            // registry itself is plain HTTP.
-            let allow_http = self.base.starts_with("http://");
+            // registry itself is plain HTTP (then on its own host only).
+            let allow_http = self
+                .base
+                .starts_with("http://")
+                .then(|| host_of(&self.base));
             if let Some(c) = &credential {
                 token = auth::fetch_token(
                     &self.agent,
@@ -223,7 +233,7 @@ impl Client {
                     &scope,
                     &self.registry,
                     Some(c),
-                    allow_http,
+                    allow_http.as_deref(),
                 )?;
                 match token {
                     Some(_) => self.used = Some(c.source.clone()),
@@ -238,7 +248,7 @@ impl Client {
                     &scope,
                     &self.registry,
                     None,
-                    allow_http,
+                    allow_http.as_deref(),
                 )?;
             }
             match token {
@@ -858,6 +868,22 @@ fn time_limit(env: &Env) -> Result<Duration> {
             )),
         },
     }
+}
+
+/// The host of an `http(s)://host[:port]/...` URL, without the port.
+pub(crate) fn host_of(url: &str) -> String {
+    let authority = url
+        .split_once("://")
+        .map_or(url, |(_, rest)| rest)
+        .split(['/', '?', '#'])
+        .next()
+        .unwrap_or_default();
+    let authority = authority.rsplit('@').next().unwrap_or_default();
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => host,
+        _ => authority,
+    };
+    host.to_ascii_lowercase()
 }
 
 /// Whether `url` has the scheme, host and port of `base` (an `http(s)://host[:port]`).

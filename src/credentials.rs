@@ -109,6 +109,14 @@ impl Lookup {
         }
     }
 
+    /// Only credentials stored for this very host: not `OCIPKG_USERNAME`/
+    /// `OCIPKG_PASSWORD`, which are meant for the registries a build names,
+    /// not for mirrors.
+    pub(crate) fn host_only(mut self) -> Self {
+        self.user_password = None;
+        self
+    }
+
     /// Uses exactly `credential` (for `ocipkg login`, which checks it).
     pub(crate) fn fixed(mut self, credential: Credential) -> Self {
         self.fixed = Some(credential);

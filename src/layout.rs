@@ -8,9 +8,14 @@ use oci_spec::image::ImageIndex;
 
 use crate::digest::{self, hex_part, HashingWriter};
 use crate::error::{Error, Result};
-use crate::tempdir::{create_dir_all, TempDir};
+use crate::format::{Compression, LayerKind};
+use crate::tempdir::{create_dir_all, open_regular, read_regular, TempDir};
+use crate::unpack::{Limits, UnpackError, Unpacker};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Most bytes of a manifest, index or config read from a layout.
+const SMALL_BLOB_LIMIT: u64 = 4 << 20;
 
 /// An OCI image layout directory.
 pub(crate) struct Layout {
@@ -59,10 +64,18 @@ impl Layout {
             });
         }
         let file =
-            File::open(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+            open_regular(path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         let tmp = TempDir::new_in(&std::env::temp_dir(), "ocipkg-layout-")?;
-        tar::Archive::new(file).unpack(tmp.path()).map_err(|e| {
-            Error::invalid(format!("the archive {}", path.display()), e.to_string())
+        // The archive is as untrusted as a registry: unpacked by the same rules.
+        let mut unpacker = Unpacker::new(tmp.path(), Limits::default());
+        let kind = LayerKind::Tar(Compression::None);
+        unpacker.layer(file, &kind).map_err(|e| match e {
+            UnpackError::Io(e) => {
+                Error::invalid(format!("the archive {}", path.display()), e.to_string())
+            }
+            UnpackError::Refused { reason, help } => {
+                Error::refused(format!("the archive {}", path.display()), reason, help)
+            }
         })?;
         let mut layout = Layout::open(tmp.path())?;
         layout._extracted = Some(tmp);
@@ -110,11 +123,11 @@ impl Layout {
         Ok((digest, size))
     }
 
-    /// Reads a blob and checks its digest.
+    /// Reads a small blob (a manifest, index or config) and checks its digest.
     pub(crate) fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let path = self.blob_path(digest)?;
-        let bytes =
-            fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        let bytes = read_regular(&path, SMALL_BLOB_LIMIT)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
         digest::verify_bytes(&format!("blob {}", path.display()), &bytes, digest, None)?;
         Ok(bytes)
     }
@@ -136,7 +149,9 @@ impl Layout {
 
     pub(crate) fn read_index(&self) -> Result<ImageIndex> {
         let path = self.dir.join("index.json");
-        ImageIndex::from_file(&path)
+        let bytes = read_regular(&path, SMALL_BLOB_LIMIT)
+            .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+        ImageIndex::from_reader(&bytes[..])
             .map_err(|e| Error::invalid(format!("{}", path.display()), e.to_string()))
     }
 }

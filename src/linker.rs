@@ -379,7 +379,7 @@ impl Linker {
         let mut found = None;
         for mirror in &settings.mirrors {
             let on_mirror = pinned.on_mirror(mirror)?;
-            let credentials = Lookup::new(on_mirror.registry(), env);
+            let credentials = Lookup::new(on_mirror.registry(), env).host_only();
             let mut client = Client::configured(&on_mirror, &config, env, false, credentials)?;
             match pull::pull(&pinned, target, &mut client, cache) {
                 Ok(cached) => {

@@ -73,7 +73,7 @@ impl Source for Layout {
     }
     fn blob(&mut self, digest: &str, _size: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.blob_path(digest)?;
-        let file = std::fs::File::open(&path)
+        let file = crate::tempdir::open_regular(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         Ok(Box::new(file))
     }
@@ -299,7 +299,7 @@ fn fetch_blobs(
             layer.size(),
         );
         let (stream, verdict) = stream::verified(body, layer.size(), what.clone(), layer_digest);
-        let unpacked = unpacker.layer(stream, &kind, layer.size());
+        let unpacked = unpacker.layer(stream, &kind);
         // Verify first: a digest mismatch or broken download explains a broken
         // archive better than the archive error does.
         verdict.wait()?;

@@ -86,6 +86,34 @@ pub(crate) fn create_dir_all(dir: &Path) -> Result<()> {
     fs::create_dir_all(dir).map_err(|e| Error::io(format!("creating {}", dir.display()), e))
 }
 
+/// Opens `path` for reading if it is a regular file (not a symlink, a
+/// device or a FIFO, which could feed endless or blocking input).
+pub(crate) fn open_regular(path: &Path) -> std::io::Result<fs::File> {
+    let meta = fs::symlink_metadata(path)?;
+    if !meta.is_file() {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    fs::File::open(path)
+}
+
+/// The bytes of the regular file `path`, refused above `limit` bytes.
+pub(crate) fn read_regular(path: &Path, limit: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let file = open_regular(path)?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("{} is larger than {limit} bytes", path.display()),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Creates a symlink at `link` pointing to `target`.
 #[cfg(unix)]
 pub(crate) fn symlink(target: &Path, link: &Path) -> std::io::Result<()> {

@@ -23,6 +23,9 @@ use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Component, Path, PathBuf};
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
 use crate::decode::decoder;
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
@@ -114,7 +117,10 @@ fn refuse<T>(reason: impl Into<String>) -> Unpacked<T> {
 pub(crate) struct Unpacker {
     root: PathBuf,
     limits: Limits,
+    /// Compressed bytes of the layers done, as received (not as declared).
     compressed: u64,
+    /// Compressed bytes of the current layer received so far.
+    current: Arc<AtomicU64>,
     written: u64,
     entries: u64,
 }
@@ -126,28 +132,40 @@ impl Unpacker {
             root: root.to_path_buf(),
             limits,
             compressed: 0,
+            current: Arc::new(AtomicU64::new(0)),
             written: 0,
             entries: 0,
         }
     }
 
-    /// Puts a layer of `size` compressed bytes into the root.
+    /// Puts a layer into the root. The expansion ratio is measured against
+    /// the compressed bytes really read, as they arrive (a manifest may
+    /// declare any size).
     pub(crate) fn layer(
         &mut self,
         reader: impl Read + Send + 'static,
         kind: &LayerKind,
-        size: u64,
     ) -> Unpacked {
-        self.compressed = self.compressed.saturating_add(size);
-        match kind {
-            LayerKind::Tar(compression) => self.untar(decoder(reader, *compression)?),
+        self.current = Arc::new(AtomicU64::new(0));
+        let counted = Counted {
+            inner: reader,
+            count: self.current.clone(),
+        };
+        let result = match kind {
+            LayerKind::Tar(compression) => {
+                self.untar(TarGuard::new(decoder(counted, *compression)?))
+            }
             LayerKind::File(compression, path) => {
                 let relative = relative_path(path)?;
                 let target = self.prepare(&relative, false)?;
                 self.count_entry()?;
-                self.write_file(&target, &mut decoder(reader, *compression)?, path)
+                self.write_file(&target, &mut decoder(counted, *compression)?, path)
             }
-        }
+        };
+        self.compressed = self
+            .compressed
+            .saturating_add(self.current.load(Ordering::Relaxed));
+        result
     }
 
     fn untar(&mut self, reader: impl Read) -> Unpacked {
@@ -199,7 +217,8 @@ impl Unpacker {
                 }
                 tar::EntryType::GNUSparse => {
                     return refuse(format!(
-                        "entry `{name}` is a sparse file, which packages may not hold"
+                        "entry `{}` is a sparse file, which packages may not hold",
+                        shown(&name)
                     ))
                 }
                 // Devices, FIFOs, and metadata entries the tar crate did not merge.
@@ -231,6 +250,7 @@ impl Unpacker {
     fn byte_budget(&self) -> (u64, &'static str) {
         let by_ratio = self
             .compressed
+            .saturating_add(self.current.load(Ordering::Relaxed))
             .saturating_mul(self.limits.max_expansion)
             .max(RATIO_FREE_BYTES);
         if by_ratio < self.limits.max_bytes {
@@ -257,13 +277,17 @@ impl Unpacker {
                 let _ = fs::remove_file(target);
                 let reason = if var == env::MAX_EXPANSION {
                     format!(
-                        "while writing `{name}` it unpacks to more than {} times its compressed \
-                         size of {} bytes (a decompression bomb?)",
-                        self.limits.max_expansion, self.compressed
+                        "while writing `{}` it unpacks to more than {} times the {} compressed \
+                         bytes read (a decompression bomb?)",
+                        shown(name),
+                        self.limits.max_expansion,
+                        self.compressed
+                            .saturating_add(self.current.load(Ordering::Relaxed))
                     )
                 } else {
                     format!(
-                        "while writing `{name}` it unpacks to more than {} MiB",
+                        "while writing `{}` it unpacks to more than {} MiB",
+                        shown(name),
                         self.limits.max_bytes >> 20
                     )
                 };
@@ -306,14 +330,14 @@ impl Unpacker {
                         if dir {
                             return refuse(format!(
                                 "entry `{}` would turn the symlink there into a directory",
-                                relative.display()
+                                shown(&relative.to_string_lossy())
                             ));
                         }
                         fs::remove_file(&path)?;
                     } else {
                         return refuse(format!(
                             "entry `{}` goes through the symlink `{}`",
-                            relative.display(),
+                            shown(&relative.to_string_lossy()),
                             components[..=i].iter().collect::<PathBuf>().display()
                         ));
                     }
@@ -322,7 +346,7 @@ impl Unpacker {
                     if last && !dir {
                         return refuse(format!(
                             "entry `{}` would replace a directory with a file",
-                            relative.display()
+                            shown(&relative.to_string_lossy())
                         ));
                     }
                 }
@@ -344,7 +368,9 @@ impl Unpacker {
     fn existing_file(&self, link: &str, name: &str) -> Unpacked<PathBuf> {
         let Ok(relative) = relative_path(link) else {
             return refuse(format!(
-                "hard link `{name}` -> `{link}` names a path outside the package"
+                "hard link `{}` -> `{}` names a path outside the package",
+                shown(name),
+                shown(link)
             ));
         };
         let mut path = self.root.clone();
@@ -353,20 +379,26 @@ impl Unpacker {
             match fs::symlink_metadata(&path) {
                 Ok(meta) if meta.file_type().is_symlink() => {
                     return refuse(format!(
-                        "hard link `{name}` -> `{link}` goes through a symlink"
+                        "hard link `{}` -> `{}` goes through a symlink",
+                        shown(name),
+                        shown(link)
                     ))
                 }
                 Ok(_) => {}
                 Err(_) => {
                     return refuse(format!(
-                        "hard link `{name}` -> `{link}` names no file unpacked before it"
+                        "hard link `{}` -> `{}` names no file unpacked before it",
+                        shown(name),
+                        shown(link)
                     ))
                 }
             }
         }
         if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_file()) {
             return refuse(format!(
-                "hard link `{name}` -> `{link}` does not name a regular file"
+                "hard link `{}` -> `{}` does not name a regular file",
+                shown(name),
+                shown(link)
             ));
         }
         Ok(path)
@@ -382,13 +414,14 @@ fn relative_path(path: &str) -> Unpacked<PathBuf> {
             Component::CurDir => {}
             _ => {
                 return refuse(format!(
-                    "entry `{path}` is not a relative path inside the package"
+                    "entry `{}` is not a relative path inside the package",
+                    shown(path)
                 ))
             }
         }
     }
     if path.contains('\0') {
-        return refuse(format!("entry `{path}` holds a NUL character"));
+        return refuse(format!("entry `{}` holds a NUL character", shown(path)));
     }
     Ok(out)
 }
@@ -441,11 +474,163 @@ fn link_target(link: &Path, target: &str) -> std::result::Result<PathBuf, String
     Ok(out)
 }
 
+/// Read-only (a cached file is never edited in place, also not through the
+/// hard links staged into `OUT_DIR`), executable if it was.
 #[cfg(unix)]
 fn set_executable(path: &Path, executable: bool) -> io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    let mode = if executable { 0o755 } else { 0o644 };
+    let mode = if executable { 0o555 } else { 0o444 };
     fs::set_permissions(path, fs::Permissions::from_mode(mode))
+}
+
+/// A name from a package as it may appear in a message: control
+/// characters escaped, at most 200 characters.
+fn shown(name: &str) -> String {
+    let escaped: String = name.escape_debug().collect();
+    match escaped.char_indices().nth(200) {
+        Some((at, _)) => format!("{}...", &escaped[..at]),
+        None => escaped,
+    }
+}
+
+/// Counts the bytes read through it.
+struct Counted<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counted<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+/// Most bytes of a tar metadata entry (GNU long name or link, PAX header):
+/// the tar crate reads them whole into memory.
+const TAR_METADATA_LIMIT: u64 = 64 << 10;
+
+/// Passes a tar stream through unchanged, following its headers, and fails
+/// on a metadata entry larger than [`TAR_METADATA_LIMIT`] before the tar
+/// crate would read it into memory. A PAX `size` record is honoured, so the
+/// headers stay in step.
+struct TarGuard<R> {
+    inner: R,
+    header: Vec<u8>,
+    /// Data bytes (padded to 512) before the next header.
+    data_left: u64,
+    /// The data of the PAX header being read, and the size it sets.
+    pax: Option<Vec<u8>>,
+    pax_size: Option<u64>,
+}
+
+impl<R: Read> TarGuard<R> {
+    fn new(inner: R) -> Self {
+        TarGuard {
+            inner,
+            header: Vec::with_capacity(512),
+            data_left: 0,
+            pax: None,
+            pax_size: None,
+        }
+    }
+
+    fn follow(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.data_left > 0 {
+                let n = (self.data_left.min(bytes.len() as u64)) as usize;
+                if let Some(pax) = &mut self.pax {
+                    pax.extend_from_slice(&bytes[..n]);
+                }
+                self.data_left -= n as u64;
+                bytes = &bytes[n..];
+                if self.data_left == 0 {
+                    if let Some(pax) = self.pax.take() {
+                        self.pax_size = pax_size(&pax);
+                    }
+                }
+                continue;
+            }
+            let n = (512 - self.header.len()).min(bytes.len());
+            self.header.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.header.len() == 512 {
+                let header = std::mem::take(&mut self.header);
+                self.start_entry(&header)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn start_entry(&mut self, header: &[u8]) -> io::Result<()> {
+        if header.iter().all(|&b| b == 0) {
+            return Ok(()); // end-of-archive blocks
+        }
+        let size = tar_size(&header[124..136]).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a tar header has an unreadable size",
+            )
+        })?;
+        let kind = header[156];
+        let metadata = matches!(kind, b'L' | b'K' | b'x' | b'g');
+        if metadata && size > TAR_METADATA_LIMIT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "a tar metadata entry (type `{}`) of {size} bytes; at most \
+                     {TAR_METADATA_LIMIT} are accepted",
+                    kind as char
+                ),
+            ));
+        }
+        let size = match kind {
+            b'x' => {
+                self.pax = Some(Vec::with_capacity(size as usize));
+                size
+            }
+            b'L' | b'K' | b'g' => size,
+            _ => self.pax_size.take().unwrap_or(size),
+        };
+        self.data_left = size.div_ceil(512) * 512;
+        if kind == b'x' && self.data_left == 0 {
+            self.pax = None;
+        }
+        Ok(())
+    }
+}
+
+impl<R: Read> Read for TarGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.follow(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+/// A tar header's size field: octal digits, or GNU's base-256 form.
+fn tar_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        return field[1..]
+            .iter()
+            .try_fold(0u64, |n, &b| n.checked_mul(256).map(|n| n + b as u64));
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.trim_matches(|c: char| c == '\0' || c == ' ');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
+/// The `size` record of PAX extended header data (`NN size=123\n`).
+fn pax_size(data: &[u8]) -> Option<u64> {
+    let text = String::from_utf8_lossy(data);
+    text.lines().find_map(|record| {
+        let (_, field) = record.split_once(' ')?;
+        field.strip_prefix("size=")?.trim().parse().ok()
+    })
 }
 
 #[cfg(not(unix))]
@@ -463,6 +648,45 @@ mod tests {
         for bad in ["/etc/passwd", "../x", "lib/../../x", "lib/../x"] {
             assert!(relative_path(bad).is_err(), "{bad}");
         }
+    }
+
+    fn guarded(tar: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        TarGuard::new(tar).read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn tar_guard_follows_long_names_and_pax_sizes() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let long = format!("lib/{}.a", "x".repeat(300));
+        let mut header = tar::Header::new_gnu();
+        header.set_size(5);
+        builder.append_data(&mut header, &long, &b"hello"[..]).unwrap();
+        let mut pax = tar::Builder::new(Vec::new());
+        pax.append_pax_extensions([("size", &b"7"[..])]).unwrap();
+        let mut header = tar::Header::new_ustar();
+        header.set_size(7);
+        pax.append_data(&mut header, "b", &b"1234567"[..]).unwrap();
+        for tar in [builder.into_inner().unwrap(), pax.into_inner().unwrap()] {
+            assert_eq!(guarded(&tar).unwrap(), tar);
+        }
+    }
+
+    #[test]
+    fn tar_guard_refuses_huge_metadata_entries() {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(tar::EntryType::GNULongName);
+        header.set_size(2 << 30);
+        header.set_cksum();
+        let err = guarded(header.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("metadata entry"), "{err}");
+    }
+
+    #[test]
+    fn names_in_messages_are_escaped_and_short() {
+        assert_eq!(shown("a\nb"), "a\\nb");
+        assert!(shown(&"x".repeat(5000)).len() < 210);
     }
 
     #[test]
