@@ -182,7 +182,11 @@ fn consumers_link_the_newest_build_their_glibc_runs() {
         .map(|e| read(&e.unwrap().path().join("manifest.json")))
         .collect();
     assert_eq!(linked.len(), 1);
-    assert!(linked[0].contains("\"vnd.ocipkg.glibc\":\"2.17\""), "{}", linked[0]);
+    assert!(
+        linked[0].contains("\"vnd.ocipkg.glibc\":\"2.17\""),
+        "{}",
+        linked[0]
+    );
 
     // Only the future build: refused before linking, naming both versions.
     let only_future = format!("{}/glibc/future:1", registry.host());
