@@ -174,7 +174,7 @@ fn child(mode: &str, reference: &str, dir: &Path) {
     let started = Instant::now();
     match mode {
         "push" => {
-            ocipkg::push(dir, Some(reference)).unwrap();
+            ocipkg::publish::push(dir, Some(reference)).unwrap();
         }
         "ours" => {
             ocipkg::Linker::new()

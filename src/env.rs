@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use crate::directive::Directive;
+use crate::error::{Error, Result};
 
 /// Moves the package cache (default: the per-user cache dir chosen by `directories`).
 pub const CACHE_DIR: &str = "OCIPKG_CACHE_DIR";
@@ -37,6 +37,7 @@ pub const CARGO_MANIFEST_DIR: &str = "CARGO_MANIFEST_DIR";
 /// Set by docs.rs: fetch and link nothing.
 pub const DOCS_RS: &str = "DOCS_RS";
 /// Upload chunk size in MiB (default 16) for pushes.
+#[cfg(feature = "producer")]
 pub const UPLOAD_CHUNK_MIB: &str = "OCIPKG_UPLOAD_CHUNK_MIB";
 /// Set by cargo for build scripts: where shared libraries are staged.
 pub const OUT_DIR: &str = "OUT_DIR";
@@ -59,6 +60,7 @@ pub const CARGO: &str = "CARGO";
 #[cfg(feature = "cli")]
 pub const RUSTC: &str = "RUSTC";
 /// Fixed timestamp for reproducible packs.
+#[cfg(feature = "producer")]
 pub const SOURCE_DATE_EPOCH: &str = "SOURCE_DATE_EPOCH";
 /// Most bytes one package may unpack to, in MiB (default 4096).
 pub const MAX_UNPACKED_MIB: &str = "OCIPKG_MAX_UNPACKED_MIB";
@@ -80,31 +82,42 @@ pub(crate) fn is_true(env: &Env, name: &str) -> bool {
         .is_some_and(|v| matches!(v.to_ascii_lowercase().as_str(), "1" | "true" | "yes"))
 }
 
-/// `OCIPKG_<NAME>_DIR` for a reference: NAME is the repository's last path
-/// segment, upper-cased, with `-` and `.` turned into `_`.
-pub(crate) fn package_dir_var(reference: &crate::reference::Reference) -> String {
-    format!("OCIPKG_{}_DIR", package_name(reference))
+/// `OCIPKG_<NAME>_DIR` for a repository: NAME is its last path segment,
+/// upper-cased, with `-` and `.` turned into `_`.
+pub(crate) fn package_dir_var(repository: &str) -> String {
+    format!("OCIPKG_{}_DIR", package_name(repository))
 }
 
 /// `OCIPKG_<NAME>_LINK` (static or dylib), NAME as for [`package_dir_var`].
-pub(crate) fn package_link_var(reference: &crate::reference::Reference) -> String {
-    format!("OCIPKG_{}_LINK", package_name(reference))
+pub(crate) fn package_link_var(repository: &str) -> String {
+    format!("OCIPKG_{}_LINK", package_name(repository))
 }
 
-fn package_name(reference: &crate::reference::Reference) -> String {
-    let last = reference
-        .repository()
-        .rsplit('/')
-        .next()
-        .unwrap_or_default();
-    let name: String = last
-        .chars()
+fn package_name(repository: &str) -> String {
+    let last = repository.rsplit('/').next().unwrap_or_default();
+    last.chars()
         .map(|c| match c {
             '-' | '.' => '_',
             c => c.to_ascii_uppercase(),
         })
-        .collect();
-    name
+        .collect()
+}
+
+pub(crate) use crate::error::auth_var;
+
+/// A whole number from 1 to `max` in variable `name`, `default` when unset;
+/// anything else is an error naming the variable.
+pub(crate) fn number(env: &Env, name: &str, default: u64, max: u64) -> Result<u64> {
+    match env.get(name) {
+        None => Ok(default),
+        Some(v) => match v.trim().parse::<u64>() {
+            Ok(n) if n >= 1 && n <= max => Ok(n),
+            _ => Err(Error::usage(
+                format!("{name}=`{v}` is not a whole number from 1 to {max}"),
+                format!("set {name} to such a number (default {default}), or unset it"),
+            )),
+        },
+    }
 }
 
 /// Reads environment variables, optionally recording them for cargo.
@@ -176,13 +189,10 @@ impl Env {
         names
     }
 
-    /// `cargo:rerun-if-env-changed` directives for every variable read so far.
-    pub(crate) fn rerun_directives(&self) -> Vec<Directive> {
-        self.read
-            .borrow()
-            .iter()
-            .map(|n| Directive::RerunIfEnvChanged(n.clone()))
-            .collect()
+    /// The variables read so far, for `cargo:rerun-if-env-changed` (empty
+    /// unless recording).
+    pub(crate) fn read_names(&self) -> Vec<String> {
+        self.read.borrow().clone()
     }
 }
 
@@ -192,8 +202,8 @@ mod tests {
 
     #[test]
     fn package_dir_variable_names() {
-        let r = crate::reference::Reference::parse("ghcr.io/org/lib-foo.x:1").unwrap();
-        assert_eq!(package_dir_var(&r), "OCIPKG_LIB_FOO_X_DIR");
+        assert_eq!(package_dir_var("org/lib-foo.x"), "OCIPKG_LIB_FOO_X_DIR");
+        assert_eq!(auth_var("localhost:5000"), "OCIPKG_AUTH_LOCALHOST_5000");
     }
 
     #[test]
@@ -211,18 +221,6 @@ mod tests {
         assert_eq!(env.get("A").as_deref(), Some("1"));
         assert_eq!(env.get("EMPTY"), None);
         assert_eq!(env.get("MISSING"), None);
-        let lines: Vec<String> = env
-            .rerun_directives()
-            .iter()
-            .map(|d| d.to_string())
-            .collect();
-        assert_eq!(
-            lines,
-            [
-                "cargo:rerun-if-env-changed=A",
-                "cargo:rerun-if-env-changed=EMPTY",
-                "cargo:rerun-if-env-changed=MISSING"
-            ]
-        );
+        assert_eq!(env.read_names(), ["A", "EMPTY", "MISSING"]);
     }
 }

@@ -156,6 +156,23 @@ pub enum Error {
     },
 }
 
+/// `OCIPKG_AUTH_<HOST>`, the variable holding credentials for one registry:
+/// its host and port upper-cased, every other character than letters and
+/// digits turned into `_`.
+pub(crate) fn auth_var(registry: &str) -> String {
+    let host: String = registry
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("OCIPKG_AUTH_{host}")
+}
+
 /// Why a registry could not be reached.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
@@ -317,7 +334,7 @@ impl fmt::Display for Error {
                 tried,
                 message,
             } => {
-                let env_var = crate::credentials::env_var_for(registry);
+                let env_var = auth_var(registry);
                 write!(f, "ocipkg: {action} failed: HTTP {status}, access denied")?;
                 if !message.is_empty() {
                     write!(f, "\n  registry says: {message}")?;

@@ -76,58 +76,28 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod auth;
-#[cfg(feature = "cli")]
-mod binaries;
-mod cache;
-mod client;
-pub mod config;
-pub mod credentials;
-mod decode;
-mod digest;
-mod directive;
 mod env;
 mod error;
-pub mod format;
-mod image;
-mod inventory;
-mod layout;
 mod link;
-mod linker;
-pub mod lockfile;
-mod pack;
-mod pkgconfig;
-pub mod platform;
-#[doc(hidden)]
-pub mod progress;
-mod pull;
-mod push;
-mod reference;
-mod retry;
-mod stream;
-mod tempdir;
-mod transfer;
-mod unpack;
+mod oci;
+#[cfg(feature = "producer")]
+pub mod publish;
+mod registry;
+mod store;
 
 #[cfg(feature = "cli")]
 #[doc(hidden)]
 pub mod cli;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-pub use directive::{Directive, LinkKind};
 pub use error::{Error, Missing, NetworkKind, Result};
-pub use image::{BuiltImage, ImageBuilder};
-pub use inventory::{inspect, list_cache, prune, CachedPackage, Inspection, Pruned};
-pub use link::Library;
-pub use linker::{Fetched, Linker, Package};
-pub use pack::{pack, LayerCompression, Packed, Packer, ZSTD_DEFAULT_LEVEL, ZSTD_MAX_LEVEL};
-pub use push::{push, Pushed};
-pub use reference::Reference;
-pub use transfer::{load, save, Saved};
+pub use link::directive::{Directive, LinkKind};
+pub use link::discover::Library;
+pub use link::{Linker, Package};
+pub use store::fetch::Fetched;
 
-use client::Client;
-use env::Env;
+use store::session::Session;
 
 /// Fetches the package `reference` and links its static libraries: the
 /// common case of [`Linker::link`] with default options.
@@ -157,97 +127,12 @@ pub fn link_package(reference: &str) -> Result<Package> {
 /// }
 /// ```
 pub fn install_dependency_dylibs() -> Result<Vec<PathBuf>> {
-    let env = Env::process(true);
-    let result = linker::install_dependency_dylibs(&env);
-    let mut directives = env.rerun_directives();
+    let session = Session::process(true);
+    let result = link::install_dependency_dylibs(session.env());
+    let mut directives = link::rerun_directives(session.env());
     if let Ok((_, installed)) = &result {
         directives.extend(installed.iter().cloned());
     }
-    directive::print(&directives);
+    link::directive::print(&directives);
     result.map(|(files, _)| files)
-}
-
-/// Fetches each reference (verified, into the cache) and locks it to its
-/// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
-/// Returns `(reference, digest)` pairs.
-///
-/// A build script watches a lockfile only once one exists; so that cargo
-/// reruns the build script of the crate in `dir` and the new lockfile takes
-/// effect, creating it also updates the modification time of `dir/build.rs`
-/// (its content is untouched).
-pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
-    let mut lockfile = lockfile::Lockfile::load(dir)?;
-    let created = !lockfile.exists();
-    let mut locked = Vec::new();
-    for reference in references {
-        let parsed = Reference::parse(reference)?;
-        if parsed.digest().is_some() {
-            return Err(Error::usage(
-                format!("{reference} is already pinned to a digest"),
-                "lock tag references (`registry/repository:tag`)",
-            ));
-        }
-        let fetched = Linker::new().fetch(reference)?;
-        lockfile.set(&parsed, &fetched.resolved_digest);
-        locked.push((parsed.to_string(), fetched.resolved_digest));
-    }
-    lockfile.save()?;
-    if created {
-        // A missed rerun only delays the lock to the next build-script run.
-        let _ = std::fs::File::options()
-            .append(true)
-            .open(dir.join("build.rs"))
-            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
-    }
-    Ok(locked)
-}
-
-/// Checks `username`/`password` against `registry` (`ghcr.io`,
-/// `localhost:5000`, `docker.io`, ...) and stores them in Docker's config
-/// file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), where
-/// ocipkg, docker, podman and skopeo find them. Returns the file's path.
-pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> {
-    let reference = Reference::parse(&format!("{registry}/login"))?;
-    let env = Env::process(false);
-    let credential = credentials::Credential {
-        username: Some(username.to_string()),
-        secret: password.to_string(),
-        source: "the given user name and password".into(),
-    };
-    let lookup = credentials::Lookup::new(reference.registry(), &env).fixed(credential);
-    Client::configured(
-        &reference,
-        &config::Config::load(&env)?,
-        &env,
-        false,
-        lookup,
-    )?
-    .ping()?;
-    let path = credentials::docker_config_path(&env);
-    credentials::store(&path, reference.registry(), username, password)?;
-    Ok(path)
-}
-
-/// Removes the stored credentials of `registry` from Docker's config file.
-pub fn logout(registry: &str) -> Result<PathBuf> {
-    let reference = Reference::parse(&format!("{registry}/logout"))?;
-    let path = credentials::docker_config_path(&Env::process(false));
-    if !credentials::remove(&path, reference.registry())? {
-        return Err(Error::usage(
-            format!(
-                "{} holds no credentials for {}",
-                path.display(),
-                reference.registry()
-            ),
-            "nothing to do; `docker logout` removes credentials kept by a credential helper",
-        ));
-    }
-    Ok(path)
-}
-
-/// Lists the tags of a repository (`registry/repository`, any tag ignored).
-pub fn list_tags(repository: &str) -> Result<Vec<String>> {
-    let reference = Reference::parse(repository)?;
-    let env = Env::process(false);
-    Client::for_reference(&reference, &env, false)?.list_tags()
 }

@@ -1,0 +1,890 @@
+//! Producer side: a directory becomes a package in an OCI image layout.
+//!
+//! Packs are reproducible: entries are sorted, owned by uid/gid 0 with no
+//! names, modes normalised to 0755/0644, and dated `SOURCE_DATE_EPOCH` (or 0).
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use oci_spec::image::{
+    Descriptor, ImageManifestBuilder, MediaType, ANNOTATION_CREATED, SCHEMA_VERSION,
+};
+
+use crate::error::{Error, Result};
+use crate::oci::digest::HashingReader;
+use crate::oci::format::{self, LinkMetadata};
+use crate::oci::platform::{Target, TARGET_ANNOTATION};
+use crate::oci::reference::Reference;
+use crate::store::files::TempDir;
+use crate::store::layout::{canonical_json, Layout};
+use crate::store::session::Session;
+
+/// What [`pack`] wrote.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Packed {
+    /// The reference the package will be pushed to.
+    pub reference: String,
+    /// Digest of the manifest.
+    pub manifest_digest: String,
+    /// Where the layout was written.
+    pub output: PathBuf,
+    /// What consumers may trip over, found in the packed binaries (a C++
+    /// runtime or a shared library that is used but not declared), each
+    /// naming the flag that fixes it.
+    pub warnings: Vec<String>,
+    /// The oldest runtimes the binaries need, as recorded in the manifest's
+    /// annotations: `glibc`, `glibcxx`, `cxxabi` → version.
+    pub floor: BTreeMap<String, String>,
+}
+
+/// Packs `dir` (its contents become the package tree: put libraries in
+/// `lib/` and headers in `include/`) as an OCI image layout at `output`: a
+/// directory, or a tar archive when `output` ends in `.tar`. The package
+/// names no target and carries no link metadata; see [`Packer`].
+pub fn pack(dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+    Packer::new().pack(dir, reference, output)
+}
+
+/// Options for packing: the target the libraries are built for, and link
+/// metadata for consumers.
+#[derive(Clone, Debug, Default)]
+pub struct Packer {
+    target: Option<String>,
+    metadata: LinkMetadata,
+    compression: LayerCompression,
+    root_dir: String,
+    uid: u64,
+    gid: u64,
+    annotations: BTreeMap<String, String>,
+    glibc_floor: Option<crate::oci::platform::Version>,
+}
+
+/// How the package's layer is compressed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerCompression {
+    /// `tar+gzip` at this level (0–9; default 6): what every consumer reads.
+    Gzip {
+        /// 0 (store) to 9 (smallest).
+        level: u32,
+    },
+    /// `tar+zstd` at this level (1–19, default [`ZSTD_DEFAULT_LEVEL`]):
+    /// smaller than gzip; needs a consumer that reads zstd layers (ocipkg
+    /// does, in pure Rust).
+    Zstd {
+        /// 1 (fastest) to 19 (smallest).
+        level: i32,
+    },
+}
+
+/// The zstd level packs use unless told otherwise (see README's table).
+pub const ZSTD_DEFAULT_LEVEL: i32 = 9;
+/// The highest zstd level offered.
+pub const ZSTD_MAX_LEVEL: i32 = 19;
+
+impl Default for LayerCompression {
+    fn default() -> Self {
+        LayerCompression::Gzip { level: 6 }
+    }
+}
+
+impl Packer {
+    /// No target, no link metadata.
+    pub fn new() -> Self {
+        Packer::default()
+    }
+
+    /// The Rust target triple the libraries are built for: the package gets
+    /// its OCI platform and the `vnd.ocipkg.target` annotation, and
+    /// `ocipkg push` adds it to the multi-platform index under its tag.
+    pub fn target(&mut self, triple: impl Into<String>) -> &mut Self {
+        self.target = Some(triple.into());
+        self
+    }
+
+    /// Link metadata stored in the package's config.
+    pub fn metadata(&mut self, metadata: LinkMetadata) -> &mut Self {
+        self.metadata = metadata;
+        self
+    }
+
+    /// How the layer is compressed (default gzip level 6).
+    pub fn compression(&mut self, compression: LayerCompression) -> &mut Self {
+        self.compression = compression;
+        self
+    }
+
+    /// Places the files under this directory of the package tree (e.g.
+    /// `/opt/foo`) instead of its root.
+    pub fn root_dir(&mut self, dir: impl Into<String>) -> &mut Self {
+        self.root_dir = dir.into();
+        self
+    }
+
+    /// Owner of every file in the layer (default 0:0).
+    pub fn owner(&mut self, uid: u64, gid: u64) -> &mut Self {
+        self.uid = uid;
+        self.gid = gid;
+        self
+    }
+
+    /// Adds a manifest annotation (e.g. `org.opencontainers.image.version`).
+    /// With `SOURCE_DATE_EPOCH` set, `org.opencontainers.image.created` is
+    /// added from it.
+    pub fn annotation(&mut self, key: impl Into<String>, value: impl Into<String>) -> &mut Self {
+        self.annotations.insert(key.into(), value.into());
+        self
+    }
+
+    /// Records this glibc floor instead of the one read from the binaries
+    /// (for a package whose binaries say less than they need, or to give
+    /// two builds of one target distinct floors).
+    pub fn glibc_floor(&mut self, version: &str) -> Result<&mut Self> {
+        self.glibc_floor = Some(version.parse().map_err(|()| {
+            Error::usage(
+                format!("`{version}` is not a glibc version"),
+                "give it as MAJOR.MINOR, like 2.17",
+            )
+        })?);
+        Ok(self)
+    }
+
+    /// Packs `dir` for `reference` into `output` (see [`pack`]).
+    pub fn pack(&self, dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+        pack_with(self, dir, reference, output)
+    }
+}
+
+fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Result<Packed> {
+    let reference = Reference::parse(reference)?;
+    let reference = match (reference.tag(), reference.digest()) {
+        (_, Some(_)) => {
+            return Err(Error::usage(
+                format!("cannot pack to `{reference}`: it names a digest"),
+                "give a tag instead (`registry/repository:tag`); the digest is computed",
+            ))
+        }
+        (None, None) => reference.with_tag("latest")?,
+        _ => reference,
+    };
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("{} is not a directory", dir.display()),
+            "give the directory holding lib/ and include/ to pack",
+        ));
+    }
+    if inside_dir(output, dir) {
+        return Err(Error::usage(
+            format!(
+                "the output {} is inside the directory being packed, {}",
+                output.display(),
+                dir.display()
+            ),
+            "write the output outside the packed directory",
+        ));
+    }
+    let epoch = Session::process(false).source_date_epoch()?;
+    let stamp = Stamp {
+        mtime: epoch.unwrap_or(0),
+        uid: options.uid,
+        gid: options.gid,
+    };
+    let root_dir = relative_root(&options.root_dir)?;
+    let (layout_dir, _staging) = layout_target(output)?;
+    let layout = Layout::create(&layout_dir)?;
+
+    let (layer_digest, layer_size, _) =
+        write_layer(&layout, dir, &root_dir, stamp, options.compression)?;
+    let (config_media_type, config_bytes) = if options.metadata.is_empty() {
+        (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
+    } else {
+        (
+            MediaType::from(format::CONFIG_MEDIA_TYPE),
+            canonical_json(&options.metadata)?,
+        )
+    };
+    let config_digest = layout.write_blob(&config_bytes)?;
+    let target = options.target.as_deref().map(Target::parse);
+
+    let name = reference
+        .repository()
+        .rsplit('/')
+        .next()
+        .unwrap_or("package");
+    let (media_type, extension) = match options.compression {
+        LayerCompression::Gzip { .. } => (format::LAYER_MEDIA_TYPE, "tar.gz"),
+        LayerCompression::Zstd { .. } => (format::LAYER_MEDIA_TYPE_ZSTD, "tar.zst"),
+    };
+    let mut layer = Descriptor::new(
+        MediaType::from(media_type),
+        layer_size,
+        parse_digest(&layer_digest)?,
+    );
+    layer.set_annotations(Some(HashMap::from([(
+        format::TITLE_ANNOTATION.to_string(),
+        format!("{name}.{extension}"),
+    )])));
+    let config = Descriptor::new(
+        config_media_type,
+        config_bytes.len() as u64,
+        parse_digest(&config_digest)?,
+    );
+    let mut manifest = ImageManifestBuilder::default()
+        .schema_version(SCHEMA_VERSION)
+        .media_type(MediaType::ImageManifest)
+        .artifact_type(MediaType::from(format::ARTIFACT_TYPE))
+        .config(config)
+        .layers(vec![layer])
+        .build()
+        .map_err(|e| Error::invalid("the manifest being packed", e.to_string()))?;
+    let mut annotations: HashMap<String, String> =
+        options.annotations.clone().into_iter().collect();
+    if let Some(epoch) = epoch {
+        annotations.insert(ANNOTATION_CREATED.to_string(), rfc3339(epoch));
+    }
+    if let Some(target) = &target {
+        annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
+    }
+    let floor = floor_annotations(options, dir, target.as_ref());
+    annotations.extend(floor.clone());
+    if !annotations.is_empty() {
+        manifest.set_annotations(Some(annotations));
+    }
+    let manifest_bytes = canonical_json(&manifest)?;
+    let manifest_digest = layout.write_blob(&manifest_bytes)?;
+
+    let mut entry = Descriptor::new(
+        MediaType::ImageManifest,
+        manifest_bytes.len() as u64,
+        parse_digest(&manifest_digest)?,
+    );
+    entry.set_artifact_type(Some(MediaType::from(format::ARTIFACT_TYPE)));
+    let mut annotations = HashMap::from([
+        (
+            format::REF_NAME_ANNOTATION.to_string(),
+            reference.tag().unwrap_or("latest").to_string(),
+        ),
+        (
+            format::REFERENCE_ANNOTATION.to_string(),
+            reference.to_string(),
+        ),
+    ]);
+    if let Some(target) = &target {
+        entry.set_platform(Some(target.oci_platform()));
+        annotations.insert(TARGET_ANNOTATION.to_string(), target.triple.clone());
+    }
+    annotations.extend(floor.clone());
+    entry.set_annotations(Some(annotations));
+    layout.write_single_index(entry)?;
+
+    finish_layout(layout.dir(), output, stamp.mtime)?;
+    let warnings = crate::publish::binaries::check(dir, &options.metadata);
+    Ok(Packed {
+        reference: reference.to_string(),
+        manifest_digest,
+        output: output.to_path_buf(),
+        warnings,
+        floor: floor
+            .into_iter()
+            .map(|(k, v)| (k.trim_start_matches("vnd.ocipkg.").to_string(), v))
+            .collect(),
+    })
+}
+
+/// The floor annotations of a package: for Linux GNU targets (or no
+/// target), the versions its binaries need; the glibc floor given to the
+/// packer wins.
+fn floor_annotations(
+    options: &Packer,
+    dir: &Path,
+    target: Option<&Target>,
+) -> BTreeMap<String, String> {
+    use crate::oci::platform::{CXXABI_ANNOTATION, GLIBCXX_ANNOTATION, GLIBC_ANNOTATION};
+    let mut out = BTreeMap::new();
+    if target.is_some_and(|t| !t.is_linux_gnu()) {
+        return out;
+    }
+    let floor = crate::publish::binaries::floor(dir, target);
+    for (key, version) in [
+        (GLIBC_ANNOTATION, floor.glibc),
+        (GLIBCXX_ANNOTATION, floor.glibcxx),
+        (CXXABI_ANNOTATION, floor.cxxabi),
+    ] {
+        if let Some(version) = version {
+            out.insert(key.to_string(), version.to_string());
+        }
+    }
+    if let Some(version) = &options.glibc_floor {
+        out.insert(GLIBC_ANNOTATION.to_string(), version.to_string());
+    }
+    out
+}
+
+/// Where to build a layout for `output`: `output` itself, or (for a `.tar`
+/// output) a staging dir beside it, removed when the guard drops.
+pub(crate) fn layout_target(output: &Path) -> Result<(PathBuf, Option<TempDir>)> {
+    if !is_tar(output) {
+        return Ok((output.to_path_buf(), None));
+    }
+    if output.exists() {
+        return Err(Error::usage(
+            format!("output {} exists", output.display()),
+            "remove it or choose another --output",
+        ));
+    }
+    let parent = output
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let staging = TempDir::new_in(parent, ".ocipkg-layout-")?;
+    Ok((staging.path().to_path_buf(), Some(staging)))
+}
+
+fn is_tar(output: &Path) -> bool {
+    output.extension().is_some_and(|e| e == "tar")
+}
+
+/// For a `.tar` output, archives the layout built in `layout_dir` into it.
+pub(crate) fn finish_layout(layout_dir: &Path, output: &Path, mtime: u64) -> Result<()> {
+    if !is_tar(output) {
+        return Ok(());
+    }
+    let file =
+        File::create(output).map_err(|e| Error::io(format!("creating {}", output.display()), e))?;
+    let mut builder = tar::Builder::new(io::BufWriter::new(file));
+    let stamp = Stamp {
+        mtime,
+        uid: 0,
+        gid: 0,
+    };
+    append_tree(&mut builder, layout_dir, Path::new(""), stamp)
+        .and_then(|()| builder.into_inner()?.flush())
+        .map_err(|e| {
+            let _ = fs::remove_file(output);
+            Error::io(format!("writing {}", output.display()), e)
+        })
+}
+
+/// Writes the layer of `dir` (under `root_dir`) into the layout: its
+/// digest, size, and the digest of the uncompressed tar (an image's diff_id),
+/// all computed in the one pass.
+pub(crate) fn write_layer(
+    layout: &Layout,
+    dir: &Path,
+    root_dir: &Path,
+    stamp: Stamp,
+    compression: LayerCompression,
+) -> Result<(String, u64, String)> {
+    let mut diff_id = String::new();
+    let (digest, size) = layout.write_blob_with(|w| {
+        diff_id = compressed_tar(dir, root_dir, stamp, compression, w)?;
+        Ok(())
+    })?;
+    Ok((digest, size, diff_id))
+}
+
+/// tar of `dir` (under `root_dir`) → gzip or zstd → `out`; returns the
+/// digest of the uncompressed tar. The tar is built on its own thread and
+/// compressed in parallel blocks. The tar is
+/// written on a second thread (reading files, building headers) into a pipe
+/// that the compressor reads on this one, so both cores work. I/O errors on
+/// either side are caught around the zstd compressor, which cannot report
+/// them itself.
+fn compressed_tar(
+    dir: &Path,
+    root_dir: &Path,
+    stamp: Stamp,
+    compression: LayerCompression,
+    out: &mut impl Write,
+) -> io::Result<String> {
+    let (reader, writer) = io::pipe()?;
+    let (dir, root_dir) = (dir.to_path_buf(), root_dir.to_path_buf());
+    let producer = std::thread::spawn(move || -> io::Result<()> {
+        let mut builder = tar::Builder::new(io::BufWriter::with_capacity(1 << 20, writer));
+        append_rooted(&mut builder, &dir, &root_dir, stamp)?;
+        builder.into_inner()?.flush()
+    });
+    let mut source = Guarded::new(HashingReader::new(io::BufReader::with_capacity(
+        1 << 20,
+        reader,
+    )));
+    let mut drain = Guarded::new(out);
+    match compression {
+        LayerCompression::Gzip { level } => {
+            let level = level.min(9);
+            if let Err(e) = parallel_blocks(&mut source, &mut drain, |b| gzip_member(b, level)) {
+                drain.error.get_or_insert(e);
+            }
+        }
+        LayerCompression::Zstd { level } => {
+            let level = level.clamp(1, ZSTD_MAX_LEVEL);
+            if let Err(e) = parallel_blocks(&mut source, &mut drain, |b| zstd_frame(b, level)) {
+                drain.error.get_or_insert(e);
+            }
+        }
+    }
+    let read_error = source.error.take();
+    let diff_id = source.inner.digest();
+    drop(source); // closes the pipe if the tar thread still writes
+    let produced = producer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the tar thread panicked")));
+    produced?;
+    match (read_error, drain.error.take()) {
+        (Some(e), _) | (None, Some(e)) => Err(e),
+        (None, None) => Ok(diff_id),
+    }
+}
+
+/// Bytes of uncompressed tar per gzip member or zstd frame.
+const BLOCK: usize = 4 << 20;
+
+/// Compression with all cores: the stream is cut into fixed 4 MiB blocks,
+/// each compressed on its own thread into a gzip member or zstd frame,
+/// written in order. Concatenated members (RFC 1952) and frames (RFC 8878)
+/// are one valid stream that gzip and zstd readers decode (Go's, zlib's,
+/// Python's, zstd's; ocipkg's reads every member and frame); the fixed cuts
+/// keep the output reproducible. Memory: about two blocks per core.
+fn parallel_blocks(
+    reader: &mut impl io::Read,
+    writer: &mut impl Write,
+    compress: impl Fn(&[u8]) -> io::Result<Vec<u8>> + Sync,
+) -> io::Result<()> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
+    let mut wrote_any = false;
+    loop {
+        let mut blocks = Vec::with_capacity(workers);
+        let mut at_end = false;
+        while blocks.len() < workers {
+            let mut block = vec![0u8; BLOCK];
+            let n = crate::store::stream::read_full(reader, &mut block)?;
+            block.truncate(n);
+            if n > 0 {
+                blocks.push(block);
+            }
+            if n < BLOCK {
+                at_end = true;
+                break;
+            }
+        }
+        if blocks.is_empty() && !wrote_any {
+            blocks.push(Vec::new()); // an empty stream is one empty member
+        }
+        let members: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = blocks
+                .iter()
+                .map(|block| {
+                    let compress = &compress;
+                    scope.spawn(move || compress(block))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(io::Error::other("a gzip thread panicked")))
+                })
+                .collect()
+        });
+        for member in members {
+            writer.write_all(&member?)?;
+            wrote_any = true;
+        }
+        if at_end {
+            return writer.flush();
+        }
+    }
+}
+
+/// One zstd frame (libzstd), stating its decoded size in its header so
+/// consumers can decode frames in parallel; the window never exceeds the
+/// block, so a consumer's memory stays small.
+pub(crate) fn zstd_frame(block: &[u8], level: i32) -> io::Result<Vec<u8>> {
+    let mut compressor = zstd::bulk::Compressor::new(level)?;
+    compressor.include_contentsize(true)?;
+    compressor.include_checksum(false)?;
+    compressor.window_log(22)?; // 4 MiB: one block
+    compressor.compress(block)
+}
+
+/// One zstd frame (pure Rust, fastest level) in builds without the producer's libzstd.
+/// One gzip member recording its own size in a header extra field
+/// (subfield `op`, as BGZF does), so consumers can find and decode members
+/// in parallel; other readers skip the field. No name, time 0: reproducible.
+pub(crate) fn gzip_member(block: &[u8], level: u32) -> io::Result<Vec<u8>> {
+    let mut deflate = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(block.len() / 2 + 64),
+        flate2::Compression::new(level),
+    );
+    deflate.write_all(block)?;
+    let body = deflate.finish()?;
+    const HEADER: usize = 10 + 2 + 8;
+    let size = u32::try_from(HEADER + body.len() + 8)
+        .map_err(|_| io::Error::other("a gzip member outgrew 4 GiB"))?;
+    let [s0, s1] = crate::store::decode::GZIP_SIZE_FIELD;
+    // ID1 ID2 CM=deflate FLG=FEXTRA MTIME=0 XFL=0 OS=unknown XLEN=8, subfield op/4.
+    let mut member = Vec::with_capacity(size as usize);
+    member.extend_from_slice(&[0x1f, 0x8b, 8, 4, 0, 0, 0, 0, 0, 255, 8, 0, s0, s1, 4, 0]);
+    member.extend_from_slice(&size.to_le_bytes());
+    member.extend_from_slice(&body);
+    let mut crc = flate2::Crc::new();
+    crc.update(block);
+    member.extend_from_slice(&crc.sum().to_le_bytes());
+    member.extend_from_slice(&(block.len() as u32).to_le_bytes());
+    Ok(member)
+}
+
+/// Keeps the first I/O error and then behaves as a finished stream, so a
+/// caller that cannot handle errors never sees one.
+struct Guarded<T> {
+    inner: T,
+    error: Option<io::Error>,
+}
+
+impl<T> Guarded<T> {
+    fn new(inner: T) -> Self {
+        Guarded { inner, error: None }
+    }
+}
+
+impl<R: io::Read> io::Read for Guarded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.error.is_some() {
+            return Ok(0);
+        }
+        self.inner.read(buf).or_else(|e| {
+            self.error = Some(e);
+            Ok(0)
+        })
+    }
+}
+
+impl<W: Write> Write for Guarded<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.write_all(buf) {
+                self.error = Some(e);
+            }
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        if self.error.is_none() {
+            if let Err(e) = self.inner.flush() {
+                self.error = Some(e);
+            }
+        }
+        Ok(())
+    }
+}
+
+pub(crate) fn parse_digest(digest: &str) -> Result<oci_spec::image::Digest> {
+    digest.parse().map_err(|e: oci_spec::OciSpecError| {
+        Error::invalid(format!("digest {digest}"), e.to_string())
+    })
+}
+
+/// Whether `path` (which may not exist yet) lies inside `dir`.
+fn inside_dir(path: &Path, dir: &Path) -> bool {
+    let Ok(dir) = fs::canonicalize(dir) else {
+        return false;
+    };
+    // Resolve the nearest existing ancestor, then add back the rest.
+    let mut existing = if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_default().join(path)
+    };
+    let mut rest = Vec::new();
+    while !existing.exists() {
+        match (existing.file_name(), existing.parent()) {
+            (Some(name), Some(parent)) => {
+                rest.push(name.to_os_string());
+                existing = parent.to_path_buf();
+            }
+            _ => return false,
+        }
+    }
+    let Ok(mut resolved) = fs::canonicalize(&existing) else {
+        return false;
+    };
+    resolved.extend(rest.iter().rev());
+    resolved.starts_with(&dir)
+}
+
+/// `--root-dir`: a relative path without `..` (leading `/` ignored).
+pub(crate) fn relative_root(root: &str) -> Result<PathBuf> {
+    let trimmed = root.trim_start_matches('/');
+    let path = PathBuf::from(trimmed);
+    if path
+        .components()
+        .any(|c| !matches!(c, std::path::Component::Normal(_)))
+    {
+        return Err(Error::usage(
+            format!("root dir `{root}` is not a plain directory path"),
+            "give a path like /opt/foo (no `..`)",
+        ));
+    }
+    Ok(path)
+}
+
+/// Seconds since the epoch as RFC 3339 (`2023-11-14T22:13:20Z`).
+pub(crate) fn rfc3339(epoch: u64) -> String {
+    let days = epoch / 86_400;
+    let secs = epoch % 86_400;
+    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Normalised metadata of every tar entry.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Stamp {
+    pub mtime: u64,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+/// Appends the directories of `prefix` (`a`, `a/b`, ...), then `src`'s tree
+/// under it.
+fn append_rooted<W: Write>(
+    builder: &mut tar::Builder<W>,
+    src: &Path,
+    prefix: &Path,
+    stamp: Stamp,
+) -> io::Result<()> {
+    let mut dir = PathBuf::new();
+    for component in prefix.components() {
+        dir.push(component);
+        let mut header = stamp.header();
+        header.set_entry_type(tar::EntryType::Directory);
+        header.set_mode(0o755);
+        header.set_size(0);
+        builder.append_data(&mut header, &dir, io::empty())?;
+    }
+    append_tree(builder, src, prefix, stamp)
+}
+
+impl Stamp {
+    fn header(&self) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_uid(self.uid);
+        header.set_gid(self.gid);
+        header.set_mtime(self.mtime);
+        header
+    }
+}
+
+/// Appends `src` recursively as `prefix/...`, in sorted order with
+/// normalised metadata.
+fn append_tree<W: Write>(
+    builder: &mut tar::Builder<W>,
+    src: &Path,
+    prefix: &Path,
+    stamp: Stamp,
+) -> io::Result<()> {
+    let mut entries: Vec<(std::ffi::OsString, PathBuf)> = fs::read_dir(src)?
+        .map(|e| e.map(|e| (e.file_name(), e.path())))
+        .collect::<io::Result<_>>()?;
+    entries.sort();
+    for (name, path) in entries {
+        let rel = prefix.join(&name);
+        let meta = fs::symlink_metadata(&path)?;
+        let mut header = stamp.header();
+        if meta.is_dir() {
+            header.set_entry_type(tar::EntryType::Directory);
+            header.set_mode(0o755);
+            header.set_size(0);
+            builder.append_data(&mut header, &rel, io::empty())?;
+            append_tree(builder, &path, &rel, stamp)?;
+        } else if meta.file_type().is_symlink() {
+            header.set_entry_type(tar::EntryType::Symlink);
+            header.set_mode(0o777);
+            header.set_size(0);
+            builder.append_link(&mut header, &rel, fs::read_link(&path)?)?;
+        } else if meta.is_file() {
+            header.set_entry_type(tar::EntryType::Regular);
+            header.set_mode(if is_executable(&meta) { 0o755 } else { 0o644 });
+            header.set_size(meta.len());
+            builder.append_data(&mut header, &rel, File::open(&path)?)?;
+        }
+        // Sockets, fifos and devices have no place in a package: skipped.
+    }
+    Ok(())
+}
+
+#[cfg(unix)]
+fn is_executable(meta: &fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    meta.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(not(unix))]
+fn is_executable(_meta: &fs::Metadata) -> bool {
+    false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_dates() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1_700_000_000), "2023-11-14T22:13:20Z");
+        assert_eq!(rfc3339(951_782_400), "2000-02-29T00:00:00Z");
+    }
+
+    #[test]
+    fn outputs_inside_the_packed_dir_are_detected() {
+        let dir = std::env::temp_dir().join(format!("ocipkg-inside-{}", std::process::id()));
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        assert!(inside_dir(&dir.join("out.tar"), &dir));
+        assert!(inside_dir(&dir.join("lib/new/x"), &dir));
+        assert!(!inside_dir(&dir.with_extension("tar"), &dir));
+        let err = pack(&dir, "registry.example/a/b:1", &dir.join("o"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inside the directory being packed"), "{err}");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn root_dirs_are_plain_relative_paths() {
+        assert_eq!(relative_root("/opt/foo").unwrap(), PathBuf::from("opt/foo"));
+        assert_eq!(relative_root("").unwrap(), PathBuf::new());
+        assert!(relative_root("../x").is_err());
+    }
+}
+
+/// The producer's pieces through the consumer's decoder.
+#[cfg(test)]
+mod decode_tests {
+    use super::{gzip_member, zstd_frame};
+    use crate::oci::format::Compression;
+    use crate::store::decode::{decoder, gzip_member_size, zstd_content_size};
+    use std::io::Write;
+    use std::io::{self, Read};
+
+    fn gzip_pieces(data: &[u8], block: usize) -> Vec<u8> {
+        data.chunks(block)
+            .flat_map(|c| gzip_member(c, 1).unwrap())
+            .collect()
+    }
+
+    fn zstd_pieces(data: &[u8], block: usize) -> Vec<u8> {
+        data.chunks(block)
+            .flat_map(|c| zstd_frame(c, 3).unwrap())
+            .collect()
+    }
+
+    fn sample() -> Vec<u8> {
+        (0..3_000_000u32)
+            .map(|i| (i % 251) as u8 ^ (i / 7919) as u8)
+            .collect()
+    }
+
+    fn decode_all(bytes: Vec<u8>, compression: Compression) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        decoder(io::Cursor::new(bytes), compression)?.read_to_end(&mut out)?;
+        Ok(out)
+    }
+
+    #[test]
+    fn many_gzip_members_decode_in_order() {
+        let data = sample();
+        let packed = gzip_pieces(&data, 100_000);
+        let first = gzip_member(&data[..100_000], 1).unwrap();
+        assert_eq!(gzip_member_size(&packed), Some(first.len()));
+        assert_eq!(decode_all(packed.clone(), Compression::Gzip).unwrap(), data);
+        // Every other gzip reader still reads one stream.
+        let mut plain = Vec::new();
+        flate2::read::MultiGzDecoder::new(&packed[..])
+            .read_to_end(&mut plain)
+            .unwrap();
+        assert_eq!(plain, data);
+    }
+
+    #[test]
+    fn a_single_plain_member_decodes_as_a_stream() {
+        let data = sample();
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(&data).unwrap();
+        let packed = encoder.finish().unwrap();
+        assert_eq!(gzip_member_size(&packed), None);
+        assert_eq!(decode_all(packed, Compression::Gzip).unwrap(), data);
+    }
+
+    #[test]
+    fn zstd_frames_decode_in_order_and_alone() {
+        let data = sample();
+        let packed = zstd_pieces(&data, 250_000);
+        assert_eq!(
+            zstd_content_size(&packed),
+            Some(250_000),
+            "frames state their size"
+        );
+        assert_eq!(decode_all(packed, Compression::Zstd).unwrap(), data);
+        let one = zstd_pieces(&data, data.len());
+        assert_eq!(decode_all(one, Compression::Zstd).unwrap(), data);
+    }
+
+    #[test]
+    fn a_corrupt_member_in_the_middle_is_never_taken_for_the_original() {
+        // gzip members carry a CRC: decoding fails. zstd frames carry none
+        // (the layer's sha256 is what proves integrity, checked on every
+        // pull): decoding fails or yields other bytes, never the original.
+        let data = sample();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let mut packed = match compression {
+                Compression::Gzip => gzip_pieces(&data, 100_000),
+                _ => zstd_pieces(&data, 250_000),
+            };
+            let middle = packed.len() / 2;
+            for b in &mut packed[middle..middle + 64] {
+                *b ^= 0x5a;
+            }
+            let decoded = decode_all(packed, compression);
+            match compression {
+                Compression::Gzip => assert!(decoded.is_err()),
+                _ => assert!(decoded.is_err() || decoded.unwrap() != data),
+            }
+        }
+    }
+
+    #[test]
+    fn a_truncated_stream_is_an_error() {
+        let data = sample();
+        for compression in [Compression::Gzip, Compression::Zstd] {
+            let mut packed = match compression {
+                Compression::Gzip => gzip_pieces(&data, 100_000),
+                _ => zstd_pieces(&data, 250_000),
+            };
+            packed.truncate(packed.len() - 1000);
+            assert!(decode_all(packed, compression).is_err(), "{compression:?}");
+        }
+    }
+
+    #[test]
+    fn a_member_claiming_too_much_is_refused() {
+        let mut member = gzip_member(b"hello", 6).unwrap();
+        let len = member.len();
+        member[len - 4..].copy_from_slice(&(1u32 << 30).to_le_bytes());
+        let err = decode_all(member, Compression::Gzip).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
+    }
+}

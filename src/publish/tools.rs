@@ -1,0 +1,90 @@
+//! Tools around packages: lock references to digests, log in and out of
+//! registries, list a repository's tags.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::link::Linker;
+use crate::oci::reference::Reference;
+use crate::registry::credentials;
+use crate::store::lockfile;
+use crate::store::session::Session;
+
+/// Fetches each reference (verified, into the cache) and locks it to its
+/// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
+/// Returns `(reference, digest)` pairs.
+///
+/// A build script watches a lockfile only once one exists; so that cargo
+/// reruns the build script of the crate in `dir` and the new lockfile takes
+/// effect, creating it also updates the modification time of `dir/build.rs`
+/// (its content is untouched).
+pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
+    let mut lockfile = lockfile::Lockfile::load(dir)?;
+    let created = !lockfile.exists();
+    let mut locked = Vec::new();
+    for reference in references {
+        let parsed = Reference::parse(reference)?;
+        if parsed.digest().is_some() {
+            return Err(Error::usage(
+                format!("{reference} is already pinned to a digest"),
+                "lock tag references (`registry/repository:tag`)",
+            ));
+        }
+        let fetched = Linker::new().fetch(reference)?;
+        lockfile.set(&parsed, &fetched.resolved_digest);
+        locked.push((parsed.to_string(), fetched.resolved_digest));
+    }
+    lockfile.save()?;
+    if created {
+        // A missed rerun only delays the lock to the next build-script run.
+        let _ = std::fs::File::options()
+            .append(true)
+            .open(dir.join("build.rs"))
+            .and_then(|f| f.set_modified(std::time::SystemTime::now()));
+    }
+    Ok(locked)
+}
+
+/// Checks `username`/`password` against `registry` (`ghcr.io`,
+/// `localhost:5000`, `docker.io`, ...) and stores them in Docker's config
+/// file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), where
+/// ocipkg, docker, podman and skopeo find them. Returns the file's path.
+pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> {
+    let reference = Reference::parse(&format!("{registry}/login"))?;
+    let session = Session::process(false);
+    let credential = credentials::Credential {
+        username: Some(username.to_string()),
+        secret: password.to_string(),
+        source: "the given user name and password".into(),
+    };
+    let lookup = credentials::Lookup::new(reference.registry(), session.env()).fixed(credential);
+    session.client_with(&reference, false, lookup)?.ping()?;
+    let path = credentials::docker_config_path(session.env());
+    credentials::store(&path, reference.registry(), username, password)?;
+    Ok(path)
+}
+
+/// Removes the stored credentials of `registry` from Docker's config file.
+pub fn logout(registry: &str) -> Result<PathBuf> {
+    let reference = Reference::parse(&format!("{registry}/logout"))?;
+    let path = credentials::docker_config_path(Session::process(false).env());
+    if !credentials::remove(&path, reference.registry())? {
+        return Err(Error::usage(
+            format!(
+                "{} holds no credentials for {}",
+                path.display(),
+                reference.registry()
+            ),
+            "nothing to do; `docker logout` removes credentials kept by a credential helper",
+        ));
+    }
+    Ok(path)
+}
+
+/// Lists the tags of a repository (`registry/repository`, any tag ignored).
+pub fn list_tags(repository: &str) -> Result<Vec<String>> {
+    let reference = Reference::parse(repository)?;
+    Session::process(false)
+        .client(&reference, false)?
+        .list_tags()
+}

@@ -1,0 +1,496 @@
+//! Decompression of a layer stream, on every core when the stream is made
+//! of independent pieces.
+//!
+//! `ocipkg pack` cuts the tar into fixed 4 MiB blocks and compresses each
+//! into its own gzip member or zstd frame. Concatenated, they are one valid
+//! gzip or zstd stream for every other reader; here each piece is found
+//! without decoding it and decoded on its own thread, and the results are
+//! handed on in order:
+//! - a gzip member records its own length in an extra field of its header
+//!   (subfield `op`, 4 bytes, little-endian: the member's size in bytes, as
+//!   BGZF does), which readers that do not know it skip;
+//! - a zstd frame's length follows from its header and block headers, and
+//!   its header states its decoded size.
+//!
+//! Layers from other tools (one large gzip member, one zstd frame, no size
+//! field) are decoded on one thread, as a stream. Memory stays bounded: at
+//! most [`IN_FLIGHT`] pieces of at most [`PIECE_LIMIT`] bytes (compressed
+//! and decoded) are held at once, and a piece claiming more is refused.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::{Arc, Mutex};
+
+use crate::oci::format::Compression;
+
+/// Most bytes of one piece, compressed or decoded (packs write 4 MiB).
+pub(crate) const PIECE_LIMIT: usize = 16 << 20;
+
+/// Pieces read ahead of the one being handed on.
+const IN_FLIGHT: usize = 4;
+
+/// Gzip extra subfield holding the member's total size.
+pub(crate) const GZIP_SIZE_FIELD: [u8; 2] = *b"op";
+
+/// A reader of the decompressed bytes of `reader`.
+pub(crate) fn decoder(
+    reader: impl Read + Send + 'static,
+    compression: Compression,
+) -> io::Result<Box<dyn Read + Send>> {
+    let mut reader = Peeked::new(reader);
+    Ok(match compression {
+        Compression::None => Box::new(reader),
+        Compression::Gzip => {
+            let head = reader.peek(64)?;
+            if gzip_member_size(head).is_some() {
+                parallel(reader, split_gzip, decode_gzip)
+            } else {
+                Box::new(flate2::read::MultiGzDecoder::new(reader))
+            }
+        }
+        Compression::Zstd => {
+            let head = reader.peek(32)?;
+            if zstd_content_size(head).is_some_and(|n| n <= PIECE_LIMIT as u64) {
+                parallel(reader, split_zstd, decode_zstd)
+            } else {
+                Box::new(ZstdFrames {
+                    decoder: None,
+                    reader: Some(io::BufReader::new(reader)),
+                })
+            }
+        }
+    })
+}
+
+/// A reader whose first bytes can be looked at before it is read.
+struct Peeked<R> {
+    head: Vec<u8>,
+    position: usize,
+    inner: R,
+}
+
+impl<R: Read> Peeked<R> {
+    fn new(inner: R) -> Self {
+        Peeked {
+            head: Vec::new(),
+            position: 0,
+            inner,
+        }
+    }
+
+    /// Up to `n` first bytes (fewer if the stream is shorter).
+    fn peek(&mut self, n: usize) -> io::Result<&[u8]> {
+        while self.head.len() < n {
+            let mut buf = vec![0; n - self.head.len()];
+            let got = self.inner.read(&mut buf)?;
+            if got == 0 {
+                break;
+            }
+            self.head.extend_from_slice(&buf[..got]);
+        }
+        Ok(&self.head)
+    }
+}
+
+impl<R: Read> Read for Peeked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.position < self.head.len() {
+            let n = buf.len().min(self.head.len() - self.position);
+            buf[..n].copy_from_slice(&self.head[self.position..self.position + n]);
+            self.position += n;
+            return Ok(n);
+        }
+        self.inner.read(buf)
+    }
+}
+
+/// The size a gzip member's header records in its `op` extra subfield.
+pub(crate) fn gzip_member_size(head: &[u8]) -> Option<usize> {
+    const FEXTRA: u8 = 4;
+    if head.len() < 12 || head[..3] != [0x1f, 0x8b, 8] || head[3] & FEXTRA == 0 {
+        return None;
+    }
+    let xlen = u16::from_le_bytes([head[10], head[11]]) as usize;
+    let extra = head.get(12..12 + xlen)?;
+    let mut at = 0;
+    while at + 4 <= extra.len() {
+        let len = u16::from_le_bytes([extra[at + 2], extra[at + 3]]) as usize;
+        let data = extra.get(at + 4..at + 4 + len)?;
+        if extra[at..at + 2] == GZIP_SIZE_FIELD && len == 4 {
+            return Some(u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize);
+        }
+        at += 4 + len;
+    }
+    None
+}
+
+/// The next gzip member, whole (`None` at the end of the stream).
+fn split_gzip(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+    let mut head = vec![0u8; 12];
+    let n = read_full(reader, &mut head)?;
+    if n == 0 {
+        return Ok(None);
+    }
+    if n < 12 {
+        return Err(truncated());
+    }
+    let xlen = u16::from_le_bytes([head[10], head[11]]) as usize;
+    head.resize(12 + xlen, 0);
+    if read_full(reader, &mut head[12..])? < xlen {
+        return Err(truncated());
+    }
+    let size = gzip_member_size(&head).ok_or_else(|| {
+        invalid("a gzip member of a layer packed in pieces does not record its size")
+    })?;
+    if size > PIECE_LIMIT || size < head.len() + 8 {
+        return Err(invalid(format!(
+            "a gzip member records a size of {size} bytes (at most {PIECE_LIMIT})"
+        )));
+    }
+    let start = head.len();
+    head.resize(size, 0);
+    if read_full(reader, &mut head[start..])? < size - start {
+        return Err(truncated());
+    }
+    Ok(Some(head))
+}
+
+fn decode_gzip(member: &[u8]) -> io::Result<Vec<u8>> {
+    let isize_field = &member[member.len() - 4..];
+    let declared = u32::from_le_bytes([
+        isize_field[0],
+        isize_field[1],
+        isize_field[2],
+        isize_field[3],
+    ]) as usize;
+    if declared > PIECE_LIMIT {
+        return Err(invalid(format!(
+            "a gzip member declares {declared} decoded bytes (at most {PIECE_LIMIT})"
+        )));
+    }
+    let mut out = Vec::with_capacity(declared);
+    flate2::read::GzDecoder::new(member)
+        .take(PIECE_LIMIT as u64 + 1)
+        .read_to_end(&mut out)?;
+    if out.len() != declared {
+        return Err(invalid(
+            "a gzip member decodes to another size than it declares",
+        ));
+    }
+    Ok(out)
+}
+
+const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+
+/// The decoded size a zstd frame header states, if it states one.
+pub(crate) fn zstd_content_size(head: &[u8]) -> Option<u64> {
+    if head.len() < 5 || u32::from_le_bytes([head[0], head[1], head[2], head[3]]) != ZSTD_MAGIC {
+        return None;
+    }
+    let (fcs_len, header_len) = zstd_header_lengths(head[4]);
+    let at = header_len - fcs_len;
+    let field = head.get(at..at + fcs_len)?;
+    match fcs_len {
+        0 => None,
+        1 => Some(field[0] as u64),
+        2 => Some(u16::from_le_bytes([field[0], field[1]]) as u64 + 256),
+        4 => Some(u32::from_le_bytes([field[0], field[1], field[2], field[3]]) as u64),
+        _ => Some(u64::from_le_bytes(field.try_into().ok()?)),
+    }
+}
+
+/// From a frame header descriptor: the length of the content size field,
+/// and of the whole header including the magic number.
+fn zstd_header_lengths(descriptor: u8) -> (usize, usize) {
+    let single_segment = descriptor & 0x20 != 0;
+    let fcs_len = match descriptor >> 6 {
+        0 if single_segment => 1,
+        0 => 0,
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    let dict_len = [0, 1, 2, 4][(descriptor & 3) as usize];
+    let window_len = usize::from(!single_segment);
+    (fcs_len, 4 + 1 + window_len + dict_len + fcs_len)
+}
+
+/// The next zstd frame, whole (skippable frames are dropped).
+fn split_zstd(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+    loop {
+        let mut frame = vec![0u8; 5];
+        let n = read_full(reader, &mut frame[..4])?;
+        if n == 0 {
+            return Ok(None);
+        }
+        if n < 4 {
+            return Err(truncated());
+        }
+        let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+            let mut size = [0u8; 4];
+            if read_full(reader, &mut size)? < 4 {
+                return Err(truncated());
+            }
+            let size = u32::from_le_bytes(size) as u64;
+            if io::copy(&mut reader.take(size), &mut io::sink())? < size {
+                return Err(truncated());
+            }
+            continue;
+        }
+        if magic != ZSTD_MAGIC {
+            return Err(invalid("the layer holds something other than zstd frames"));
+        }
+        if read_full(reader, &mut frame[4..5])? < 1 {
+            return Err(truncated());
+        }
+        let descriptor = frame[4];
+        let (_, header_len) = zstd_header_lengths(descriptor);
+        frame.resize(header_len, 0);
+        if read_full(reader, &mut frame[5..])? < header_len - 5 {
+            return Err(truncated());
+        }
+        if zstd_content_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
+            return Err(invalid(format!(
+                "a zstd frame of a layer packed in pieces does not state a decoded size of at \
+                 most {PIECE_LIMIT} bytes"
+            )));
+        }
+        loop {
+            let mut block = [0u8; 3];
+            if read_full(reader, &mut block)? < 3 {
+                return Err(truncated());
+            }
+            frame.extend_from_slice(&block);
+            let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+            let last = header & 1 != 0;
+            let size = (header >> 3) as usize;
+            let content = match (header >> 1) & 3 {
+                1 => 1, // RLE: one byte, repeated
+                3 => return Err(invalid("a zstd block has the reserved type")),
+                _ => size,
+            };
+            if frame.len() + content > PIECE_LIMIT {
+                return Err(invalid(format!(
+                    "a zstd frame is larger than {PIECE_LIMIT} bytes"
+                )));
+            }
+            let start = frame.len();
+            frame.resize(start + content, 0);
+            if read_full(reader, &mut frame[start..])? < content {
+                return Err(truncated());
+            }
+            if last {
+                break;
+            }
+        }
+        if descriptor & 4 != 0 {
+            let start = frame.len();
+            frame.resize(start + 4, 0);
+            if read_full(reader, &mut frame[start..])? < 4 {
+                return Err(truncated());
+            }
+        }
+        return Ok(Some(frame));
+    }
+}
+
+fn decode_zstd(frame: &[u8]) -> io::Result<Vec<u8>> {
+    let declared = zstd_content_size(frame).unwrap_or(0) as usize;
+    let mut out = Vec::with_capacity(declared.min(PIECE_LIMIT));
+    let decoder =
+        ruzstd::decoding::StreamingDecoder::new(frame).map_err(|e| invalid(e.to_string()))?;
+    decoder.take(PIECE_LIMIT as u64 + 1).read_to_end(&mut out)?;
+    if out.len() != declared {
+        return Err(invalid(
+            "a zstd frame decodes to another size than it states",
+        ));
+    }
+    Ok(out)
+}
+
+type Split = fn(&mut dyn Read) -> io::Result<Option<Vec<u8>>>;
+type Decode = fn(&[u8]) -> io::Result<Vec<u8>>;
+
+/// What the splitter and the workers hand to the reader, by piece number.
+enum Piece {
+    Data(usize, io::Result<Vec<u8>>),
+    /// The stream ended after this many pieces.
+    End(usize),
+}
+
+/// Decodes the pieces of `reader` on worker threads; the returned reader
+/// yields their output in order.
+fn parallel(
+    reader: impl Read + Send + 'static,
+    split: Split,
+    decode: Decode,
+) -> Box<dyn Read + Send> {
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
+    let (slots, slot_taken) = sync_channel::<()>(IN_FLIGHT + workers);
+    for _ in 0..IN_FLIGHT + workers {
+        let _ = slots.send(());
+    }
+    let (jobs, job_queue) = sync_channel::<(usize, Vec<u8>)>(workers);
+    let (results, done) = channel::<Piece>();
+    let job_queue = Arc::new(Mutex::new(job_queue));
+    for _ in 0..workers {
+        let queue = job_queue.clone();
+        let results = results.clone();
+        std::thread::spawn(move || loop {
+            let job = match queue.lock() {
+                Ok(queue) => queue.recv(),
+                Err(_) => return,
+            };
+            let Ok((index, piece)) = job else { return };
+            if results.send(Piece::Data(index, decode(&piece))).is_err() {
+                return;
+            }
+        });
+    }
+    std::thread::spawn(move || splitter(reader, split, slot_taken, jobs, results));
+    Box::new(InOrder {
+        done,
+        slots,
+        waiting: BTreeMap::new(),
+        next: 0,
+        end: None,
+        current: Vec::new(),
+        position: 0,
+    })
+}
+
+/// Reads the pieces one after the other and queues them for the workers,
+/// never more than the free slots allow.
+fn splitter(
+    mut reader: impl Read,
+    split: Split,
+    slot_taken: Receiver<()>,
+    jobs: SyncSender<(usize, Vec<u8>)>,
+    results: Sender<Piece>,
+) {
+    for index in 0.. {
+        if slot_taken.recv().is_err() {
+            return; // the reader is gone
+        }
+        match split(&mut reader) {
+            Ok(Some(piece)) => {
+                if jobs.send((index, piece)).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => {
+                let _ = results.send(Piece::End(index));
+                return;
+            }
+            Err(e) => {
+                let _ = results.send(Piece::Data(index, Err(e)));
+                return;
+            }
+        }
+    }
+}
+
+/// The decoded pieces, in order.
+struct InOrder {
+    done: Receiver<Piece>,
+    slots: SyncSender<()>,
+    waiting: BTreeMap<usize, io::Result<Vec<u8>>>,
+    next: usize,
+    end: Option<usize>,
+    current: Vec<u8>,
+    position: usize,
+}
+
+impl Read for InOrder {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.position == self.current.len() {
+            if self.end == Some(self.next) {
+                return Ok(0);
+            }
+            let piece = match self.waiting.remove(&self.next) {
+                Some(piece) => piece,
+                None => {
+                    match self.done.recv() {
+                        Ok(Piece::Data(index, piece)) => {
+                            self.waiting.insert(index, piece);
+                        }
+                        Ok(Piece::End(count)) => self.end = Some(count),
+                        Err(_) => return Err(io::Error::other("a decoding thread stopped")),
+                    }
+                    continue;
+                }
+            };
+            self.current = piece?;
+            self.position = 0;
+            self.next += 1;
+            // The piece is ours now: the splitter may read another.
+            let _ = self.slots.try_send(());
+        }
+        let n = buf.len().min(self.current.len() - self.position);
+        buf[..n].copy_from_slice(&self.current[self.position..self.position + n]);
+        self.position += n;
+        Ok(n)
+    }
+}
+
+type ZstdDecoder<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
+
+/// Decodes every zstd frame of a stream, one after the other, on this thread.
+struct ZstdFrames<R: io::BufRead> {
+    decoder: Option<ZstdDecoder<R>>,
+    reader: Option<R>,
+}
+
+impl<R: io::BufRead> Read for ZstdFrames<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            if let Some(decoder) = &mut self.decoder {
+                let n = decoder.read(buf)?;
+                if n > 0 {
+                    return Ok(n);
+                }
+                // This frame is done: take the reader back for the next one.
+                if let Some(decoder) = self.decoder.take() {
+                    self.reader = Some(decoder.into_inner());
+                }
+            }
+            let Some(mut reader) = self.reader.take() else {
+                return Ok(0);
+            };
+            if reader.fill_buf()?.is_empty() {
+                return Ok(0);
+            }
+            let decoder = ZstdDecoder::new(reader).map_err(|e| invalid(e.to_string()))?;
+            self.decoder = Some(decoder);
+        }
+    }
+}
+
+fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+fn truncated() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        "the compressed layer ends midway",
+    )
+}
+
+fn invalid(message: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
