@@ -1300,7 +1300,14 @@ fn a_self_referencing_tag_link_terminates() {
 
 #[test]
 fn an_upload_location_on_another_origin_gets_no_credentials() {
-    let other = Fake::start(|_| Reply::Now("500 Internal Server Error", String::new(), Vec::new()));
+    // The other origin fails, or asks for credentials for its own token realm.
+    upload_elsewhere(Fake::start(|_| {
+        Reply::Now("500 Internal Server Error", String::new(), Vec::new())
+    }));
+    upload_elsewhere(Fake::start(own_realm_challenge));
+}
+
+fn upload_elsewhere(other: Fake) {
     let location = format!("Location: http://{}/upload/abc?_state=1\r\n", other.host());
     let registry = Fake::start(move |request| {
         if request.header("authorization").is_none() {
@@ -1322,6 +1329,7 @@ fn an_upload_location_on_another_origin_gets_no_credentials() {
         None,
     );
     let out = finish(ocipkg_with_password().arg("push").arg(&layout), 60);
+    assert!(!out.status.success());
     assert!(
         registry
             .authorizations()
@@ -1329,6 +1337,10 @@ fn an_upload_location_on_another_origin_gets_no_credentials() {
             .any(|a| a.starts_with("Basic ")),
         "{}",
         stderr(&out)
+    );
+    assert!(
+        other.count() > 0,
+        "the upload never reached the other origin"
     );
     assert_eq!(
         other.authorizations(),
@@ -1609,4 +1621,259 @@ fn a_lockfile_digest_in_upper_case_is_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("lower-case"), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// 9. Regressions from a security review
+
+/// `cmd` run by `sh` under `ulimit LIMIT` (`-v KiB`: address space,
+/// `-f KiB`: file size), so a regression cannot exhaust the machine.
+fn limited(limit: &str, cmd: &Command) -> Command {
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg(format!("ulimit {limit}; exec \"$0\" \"$@\""))
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (key, value) in cmd.get_envs() {
+        match value {
+            Some(value) => sh.env(key, value),
+            None => sh.env_remove(key),
+        };
+    }
+    sh
+}
+
+const TWO_GIB_OF_MEMORY: &str = "-v 2097152";
+
+/// A tar of the layout directory, its symlinks kept as symlinks.
+fn archive(layout: &Path) -> PathBuf {
+    let archive = layout.with_extension("tar");
+    let mut builder = tar::Builder::new(fs::File::create(&archive).unwrap());
+    builder.follow_symlinks(false);
+    builder.append_dir_all(".", layout).unwrap();
+    builder.into_inner().unwrap().flush().unwrap();
+    archive
+}
+
+/// A 401 Bearer challenge naming a token realm on the answering server itself.
+fn own_realm_challenge(request: &ProxyRequest) -> Reply {
+    let realm = format!("http://127.0.0.1:{}/token", request.port);
+    if request.path().starts_with("/token") {
+        return Reply::Now("401 Unauthorized", String::new(), Vec::new());
+    }
+    let challenge = format!("WWW-Authenticate: Bearer realm=\"{realm}\",service=\"evil\"\r\n");
+    Reply::Now("401 Unauthorized", challenge, b"{}".to_vec())
+}
+
+#[test]
+fn a_redirect_to_another_origin_does_not_earn_its_token_realm_credentials() {
+    let other = Fake::start(own_realm_challenge);
+    let to = other.host();
+    let registry = Fake::start(move |request| {
+        let location = format!("Location: http://{to}{}\r\n", request.path());
+        Reply::Now("302 Found", location, Vec::new())
+    });
+    let auth_var = format!("OCIPKG_AUTH_127_0_0_1_{}", registry.port);
+    for args in [
+        ["pull", &format!("{}/x:1", registry.host())],
+        ["tags", &format!("{}/x", registry.host())],
+    ] {
+        let out = finish(
+            ocipkg_with_password()
+                .args(args)
+                .env(&auth_var, "alice:s3cretPW"),
+            60,
+        );
+        assert!(!out.status.success(), "{args:?}: {}", stdout(&out));
+        assert!(other.count() > 0, "{args:?}: the redirect was not followed");
+    }
+    assert_eq!(
+        other.authorizations(),
+        Vec::<String>::new(),
+        "credentials went to another origin"
+    );
+}
+
+#[test]
+fn a_mirror_gets_no_origin_credentials() {
+    let origin = Registry::start();
+    let (reference, layout) = publish(
+        &origin.host(),
+        "mirrored/creds:1",
+        vec![tar_layer(&honest())],
+        None,
+    );
+    let digest = layout_digests(&layout).0;
+    let mirror = Fake::start(|_| {
+        let challenge = "WWW-Authenticate: Basic realm=\"m\"\r\n".to_string();
+        Reply::Now("401 Unauthorized", challenge, b"{}".to_vec())
+    });
+    let out = finish(
+        ocipkg_with_password()
+            .args(["pull", &format!("{reference}@{digest}")])
+            .env(
+                "OCIPKG_CONFIG",
+                mirrors_config(&origin.host(), &mirror.host(), false),
+            )
+            .env("OCIPKG_USERNAME", "ci-user")
+            .env("OCIPKG_PASSWORD", "originOnlyPW"),
+        60,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(mirror.count() > 0, "the mirror was not tried");
+    assert_eq!(
+        mirror.authorizations(),
+        Vec::<String>::new(),
+        "the origin's credentials went to a mirror"
+    );
+}
+
+#[test]
+fn oversized_tar_metadata_entries_are_refused_before_reading_them() {
+    let scene = Scene::new();
+    // A GNU long name of 2 GiB: ~2 MB of gzip.
+    let mut bomb = gz(header("././@LongLink", tar::EntryType::GNULongName, "", 2 << 30).as_bytes());
+    for _ in 0..128 {
+        bomb.extend_from_slice(zeros_member());
+    }
+    bomb.extend_from_slice(&gz(&tar_of(&[file("lib/x.txt", "hi")])));
+    assert!(bomb.len() < 3 << 20, "{}", bomb.len());
+    let layer = || Layer {
+        media_type: TAR_GZ,
+        blob: bomb.clone(),
+        title: None,
+    };
+    // A PAX header of 1 MiB: one well-formed `comment` record.
+    let record = format!("1048576 comment={}\n", "x".repeat((1 << 20) - 17));
+    let mut pax = header("././@PaxHeader", tar::EntryType::XHeader, "", 1 << 20)
+        .as_bytes()
+        .to_vec();
+    pax.extend_from_slice(record.as_bytes());
+    pax.extend_from_slice(&tar_of(&honest()));
+    let pax = Layer {
+        media_type: TAR_GZ,
+        blob: gz(&pax),
+        title: None,
+    };
+    let longname = scene.publish("evil/longname:1", vec![layer()], None);
+    let pax = scene.publish("evil/pax:1", vec![pax], None);
+    let layout = write_layout(
+        &format!("{}/evil/longname-load:1", scene.registry.host()),
+        vec![layer()],
+        None,
+    );
+    for cmd in [
+        ocipkg().args(["pull", &longname]),
+        ocipkg().args(["pull", &pax]),
+        ocipkg().arg("load").arg(archive(&layout)),
+    ] {
+        let started = Instant::now();
+        scene.refused_with(&mut limited(TWO_GIB_OF_MEMORY, cmd), "metadata entry");
+        assert!(started.elapsed() < Duration::from_secs(30), "{cmd:?}");
+    }
+}
+
+#[test]
+fn a_layout_blob_symlinked_to_dev_zero_fails_promptly() {
+    let layout = write_layout("127.0.0.1:9/evil/zero:1", vec![tar_layer(&honest())], None);
+    let blob = layout
+        .join("blobs/sha256")
+        .join(&layout_digests(&layout).0[7..]);
+    fs::remove_file(&blob).unwrap();
+    std::os::unix::fs::symlink("/dev/zero", &blob).unwrap();
+    for path in [archive(&layout), layout] {
+        let started = Instant::now();
+        let out = finish(
+            &mut limited(
+                TWO_GIB_OF_MEMORY,
+                ocipkg()
+                    .arg("load")
+                    .arg(&path)
+                    .env("OCIPKG_CACHE_DIR", temp_dir("cache-dev-zero")),
+            ),
+            30,
+        );
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{}: accepted", path.display());
+        assert!(
+            err.contains("not a regular file"),
+            "{}: {err}",
+            path.display()
+        );
+        assert!(started.elapsed() < Duration::from_secs(30));
+    }
+}
+
+/// A registry serving the layout's one manifest, by tag or digest, and its
+/// blobs, with that manifest's layer `i` rewritten to declare `size` bytes
+/// (which `ocipkg push` would refuse to upload).
+fn serve_declaring(layout: &Path, i: usize, size: u64) -> Fake {
+    let (digest, _) = layout_digests(layout);
+    let blobs = layout.join("blobs/sha256");
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(blobs.join(&digest[7..])).unwrap()).unwrap();
+    manifest["layers"][i]["size"] = json!(size);
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    Fake::start(move |request| {
+        let path = request.path();
+        let (kind, body) = if path.contains("/manifests/") {
+            (MANIFEST, manifest.clone())
+        } else if let Some((_, hex)) = path.split_once("/blobs/sha256:") {
+            match fs::read(blobs.join(hex)) {
+                Ok(blob) => ("application/octet-stream", blob),
+                Err(_) => return Reply::Now("404 Not Found", String::new(), Vec::new()),
+            }
+        } else {
+            ("application/json", b"{}".to_vec())
+        };
+        Reply::Now("200 OK", format!("Content-Type: {kind}\r\n"), body)
+    })
+}
+
+#[test]
+fn a_declared_layer_size_does_not_raise_the_expansion_budget() {
+    let scene = Scene::new();
+    let bomb = Layer {
+        media_type: TAR_GZ,
+        blob: gzip_bomb(64), // ~1 MB inflating to 1 GiB
+        title: None,
+    };
+    let layout = write_layout("127.0.0.1:9/evil/declared:1", vec![bomb], None);
+    let registry = serve_declaring(&layout, 0, 1_000_000_000_000);
+    // The budget is 100 × the bytes received, not declared: it stops near
+    // 100 MB, and a file past 400 MiB would kill it (SIGXFSZ, no message).
+    let started = Instant::now();
+    let reference = format!("{}/evil/declared:1", registry.host());
+    let err = scene.refused_with(
+        &mut limited("-f 409600", ocipkg().args(["pull", &reference])),
+        "",
+    );
+    // The short download is reported before the refusal it caused.
+    assert!(
+        [
+            "OCIPKG_MAX_EXPANSION",
+            "before the end of the blob",
+            "size mismatch"
+        ]
+        .iter()
+        .any(|phrase| err.contains(phrase)),
+        "{err}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(60));
+}
+
+#[test]
+fn refusals_escape_control_characters_in_names() {
+    let scene = Scene::new();
+    let name = "lib/a\x1b[31mred\nx/../../../x";
+    let reference = scene.publish(
+        "evil/escape:1",
+        vec![tar_layer(&with(honest(), vec![file(name, "x")]))],
+        None,
+    );
+    let err = scene.refused(&reference, r"a\u{1b}[31mred\nx/../../../x");
+    assert!(
+        !err.contains('\x1b'),
+        "a raw ESC reached the terminal: {err:?}"
+    );
 }
