@@ -112,7 +112,7 @@ pub(crate) fn number(env: &Env, name: &str, default: u64, max: u64) -> Result<u6
         None => Ok(default),
         Some(v) => match v.trim().parse::<u64>() {
             Ok(n) if n >= 1 && n <= max => Ok(n),
-            _ => Err(Error::usage(
+            _ => Err(Error::config(
                 format!("{name}=`{v}` is not a whole number from 1 to {max}"),
                 format!("set {name} to such a number (default {default}), or unset it"),
             )),

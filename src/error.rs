@@ -140,7 +140,22 @@ pub enum Error {
         /// The underlying error.
         source: std::io::Error,
     },
-    /// A producer-side command was used in a way that cannot work.
+    /// A setting cannot be used: an environment variable, the registry
+    /// configuration file, a credential store, the lockfile, the cache
+    /// directory.
+    Config {
+        /// What is wrong, naming the setting.
+        problem: String,
+        /// What to do about it.
+        help: String,
+    },
+    /// ocipkg itself failed (a worker thread panicked): a bug to report.
+    Bug {
+        /// What happened.
+        detail: String,
+    },
+    /// A function or command was called in a way that cannot work (a bad
+    /// argument, an output that exists).
     Usage {
         /// What is wrong.
         problem: String,
@@ -278,6 +293,13 @@ impl Error {
             action: action.into(),
             kind,
             detail: detail.into(),
+        }
+    }
+
+    pub(crate) fn config(problem: impl Into<String>, help: impl Into<String>) -> Self {
+        Error::Config {
+            problem: problem.into(),
+            help: help.into(),
         }
     }
 
@@ -505,7 +527,14 @@ impl fmt::Display for Error {
                  help: check permissions and free space. The cache location can be moved with \
                  OCIPKG_CACHE_DIR."
             ),
-            Error::Usage { problem, help } => write!(f, "ocipkg: {problem}\n  help: {help}"),
+            Error::Usage { problem, help } | Error::Config { problem, help } => {
+                write!(f, "ocipkg: {problem}\n  help: {help}")
+            }
+            Error::Bug { detail } => write!(
+                f,
+                "ocipkg: internal error: {detail}\n  \
+                 help: this is a bug in ocipkg; please report it with the command that failed."
+            ),
             Error::Command { command, detail } => {
                 write!(f, "ocipkg: `{command}` failed\n  {detail}")
             }

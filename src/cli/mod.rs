@@ -289,12 +289,14 @@ impl PackArgs {
         let mut libraries = Vec::new();
         for spec in &self.link_libs {
             let (name, kind) = match spec.split_once(':') {
-                Some((name, kind @ ("static" | "dylib"))) => (name, Some(kind.to_string())),
-                Some((_, other)) => {
-                    return Err(Error::usage(
-                        format!("--link-lib {spec}: kind `{other}` is neither static nor dylib"),
-                        "write --link-lib NAME, NAME:static or NAME:dylib",
-                    ))
+                Some((name, kind)) => {
+                    let kind = kind.parse().map_err(|reason| {
+                        Error::usage(
+                            format!("--link-lib {spec}: {reason}"),
+                            "write --link-lib NAME, NAME:static or NAME:dylib",
+                        )
+                    })?;
+                    (name, Some(kind))
                 }
                 None => (spec.as_str(), None),
             };

@@ -7,23 +7,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// How a library is linked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum LinkKind {
-    /// A static archive (`libfoo.a`, `foo.lib`).
-    Static,
-    /// A shared library (`libfoo.so`, `libfoo.dylib`, `foo.dll`).
-    Dylib,
-}
-
-impl fmt::Display for LinkKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            LinkKind::Static => "static",
-            LinkKind::Dylib => "dylib",
-        })
-    }
-}
+pub use crate::oci::format::LinkKind;
 
 /// One line for cargo.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -232,21 +232,7 @@ pub(crate) fn choose(
     if !metadata.libraries.is_empty() {
         let mut chosen = Vec::new();
         for spec in &metadata.libraries {
-            let kind = match spec.kind.as_deref() {
-                None => None,
-                Some("static") => Some(LinkKind::Static),
-                Some("dylib") => Some(LinkKind::Dylib),
-                Some(other) => {
-                    return Err(Error::invalid(
-                        "the package's link metadata",
-                        format!(
-                            "library `{}` has kind `{other}`; use static or dylib",
-                            spec.name
-                        ),
-                    ))
-                }
-            };
-            let lib = pick(&spec.name, kind.or(prefer)).ok_or_else(|| {
+            let lib = pick(&spec.name, spec.kind.or(prefer)).ok_or_else(|| {
                 Error::invalid(
                     "the package's link metadata",
                     format!(
@@ -433,7 +419,7 @@ mod tests {
             libraries: vec![
                 LibrarySpec {
                     name: "b".into(),
-                    kind: Some("dylib".into()),
+                    kind: Some(LinkKind::Dylib),
                 },
                 LibrarySpec {
                     name: "a".into(),

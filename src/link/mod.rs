@@ -148,7 +148,7 @@ impl Linker {
             Some(dir) => {
                 let dir = PathBuf::from(dir);
                 if !dir.is_dir() {
-                    return Err(Error::usage(
+                    return Err(Error::config(
                         format!("{override_var}={} is not a directory", dir.display()),
                         format!(
                             "point {override_var} at an unpacked package (holding lib/), or \
@@ -257,15 +257,16 @@ pub(crate) fn rerun_directives(env: &Env) -> Vec<Directive> {
 /// `OCIPKG_<NAME>_LINK=static|dylib`, if set.
 fn preferred_kind(reference: &Reference, env: &Env) -> Result<Option<LinkKind>> {
     let var = env::package_link_var(reference.repository());
-    match env.get(&var).as_deref() {
-        None => Ok(None),
-        Some("static") => Ok(Some(LinkKind::Static)),
-        Some("dylib") => Ok(Some(LinkKind::Dylib)),
-        Some(other) => Err(Error::usage(
-            format!("{var}=`{other}` is neither `static` nor `dylib`"),
-            format!("set {var} to static or dylib, or unset it (static is preferred)"),
-        )),
-    }
+    env.get(&var)
+        .map(|value| {
+            value.parse().map_err(|reason| {
+                Error::config(
+                    format!("{var}: {reason}"),
+                    format!("set {var} to static or dylib, or unset it (static is preferred)"),
+                )
+            })
+        })
+        .transpose()
 }
 
 /// Fails when the cached package needs a newer glibc than the target has

@@ -89,6 +89,38 @@ impl LinkMetadata {
     }
 }
 
+/// How a library is linked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkKind {
+    /// A static archive (`libfoo.a`, `foo.lib`).
+    Static,
+    /// A shared library (`libfoo.so`, `libfoo.dylib`, `foo.dll`).
+    Dylib,
+}
+
+impl std::fmt::Display for LinkKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LinkKind::Static => "static",
+            LinkKind::Dylib => "dylib",
+        })
+    }
+}
+
+impl std::str::FromStr for LinkKind {
+    type Err = String;
+
+    /// `static` or `dylib`; anything else is an error saying so.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "static" => Ok(LinkKind::Static),
+            "dylib" => Ok(LinkKind::Dylib),
+            other => Err(format!("`{other}` is neither `static` nor `dylib`")),
+        }
+    }
+}
+
 /// One library of [`LinkMetadata::libraries`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LibrarySpec {
@@ -96,7 +128,7 @@ pub struct LibrarySpec {
     pub name: String,
     /// `static` or `dylib`; absent: static when both exist.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub kind: Option<String>,
+    pub kind: Option<LinkKind>,
 }
 
 /// Layer annotation ORAS sets on a layer that is a packed directory.

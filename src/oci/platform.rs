@@ -132,7 +132,7 @@ impl Target {
         }
         if let Some(value) = env.get(env::TARGET_GLIBC) {
             let version = value.parse().map_err(|()| {
-                Error::usage(
+                Error::config(
                     format!("{}=`{value}` is not a glibc version", env::TARGET_GLIBC),
                     format!(
                         "set {} to the glibc of the oldest system the build must run on, \
@@ -261,6 +261,21 @@ fn triple_of(entry: &Descriptor) -> Option<&str> {
         .map(String::as_str)
 }
 
+/// The entries of an index for the OCI platform `wanted`: same os and
+/// architecture, and the same variant when one is wanted.
+pub(crate) fn on_platform(
+    entries: &[Descriptor],
+    wanted: Platform,
+) -> impl Iterator<Item = &Descriptor> {
+    entries.iter().filter(move |e| {
+        e.platform().as_ref().is_some_and(|p| {
+            p.os() == wanted.os()
+                && p.architecture() == wanted.architecture()
+                && (wanted.variant().is_none() || p.variant() == wanted.variant())
+        })
+    })
+}
+
 /// Chooses the entry of an index for `target`: those naming its exact
 /// triple, else those of its OCI os/architecture (and variant) whose triple,
 /// if any, has the same ABI. Of several, on a Linux GNU target, the one with
@@ -277,18 +292,8 @@ pub(crate) fn select<'a>(
         .collect();
     let wanted = target.oci_platform();
     let candidates = if exact.is_empty() {
-        entries
-            .iter()
-            .filter(|e| {
-                let Some(p) = e.platform() else {
-                    return false;
-                };
-                let same_abi = triple_of(e).is_none_or(|t| Target::parse(t).env == target.env);
-                p.os() == wanted.os()
-                    && p.architecture() == wanted.architecture()
-                    && (wanted.variant().is_none() || p.variant() == wanted.variant())
-                    && same_abi
-            })
+        on_platform(entries, wanted.clone())
+            .filter(|e| triple_of(e).is_none_or(|t| Target::parse(t).env == target.env))
             .collect()
     } else {
         exact

@@ -149,7 +149,7 @@ impl Reference {
         let host = mirror.split('/').next().unwrap_or(mirror);
         let mut on = Reference::parse(&format!("{mirror}/{}", self.repository))?;
         if on.registry != host {
-            return Err(Error::usage(
+            return Err(Error::config(
                 format!("mirror `{mirror}` does not start with a registry host"),
                 "write mirrors as `host[:port][/path-prefix]` with a host that has a `.` or a \
                  port (or is `localhost`), in the registry configuration",

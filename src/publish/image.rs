@@ -333,16 +333,8 @@ impl Base {
         let what = format!("base image {reference}");
         let bytes = if manifest::is_index(&fetched.bytes, fetched.media_type.as_deref()) {
             let index = manifest::parse_index(&fetched.bytes, &what)?;
-            let entry = index
-                .manifests()
-                .iter()
-                .find(|e| {
-                    e.platform().as_ref().is_some_and(|p| {
-                        p.os() == platform.os()
-                            && p.architecture() == platform.architecture()
-                            && (platform.variant().is_none() || p.variant() == platform.variant())
-                    })
-                })
+            let entry = platform::on_platform(index.manifests(), platform.clone())
+                .next()
                 .ok_or_else(|| {
                     let available: Vec<String> =
                         index.manifests().iter().map(platform::describe).collect();

@@ -225,7 +225,9 @@ fn upload_all(client: &Client, jobs: Vec<Job>, chunk_size: u64) -> Result<Vec<(S
             .collect();
         for handle in handles {
             handle.join().unwrap_or_else(|_| {
-                Err(Error::usage("an upload thread panicked", "report this bug"))
+                Err(Error::Bug {
+                    detail: "an upload thread panicked".into(),
+                })
             })?;
         }
         Ok(())

@@ -852,7 +852,7 @@ fn tls_config(registry: &str, settings: &RegistryConfig) -> Result<ureq::tls::Tl
                     Ok(ureq::tls::PemItem::Certificate(cert)) => certs.push(cert),
                     Ok(_) => {}
                     Err(e) => {
-                        return Err(Error::usage(
+                        return Err(Error::config(
                             format!("{} is not a valid PEM file: {e}", path.display()),
                             format!("fix `ca_certs` of {registry} in the registry configuration"),
                         ))
@@ -861,7 +861,7 @@ fn tls_config(registry: &str, settings: &RegistryConfig) -> Result<ureq::tls::Tl
             }
         }
         if certs.is_empty() {
-            return Err(Error::usage(
+            return Err(Error::config(
                 format!("the `ca_certs` of {registry} hold no certificate"),
                 "give PEM files with CERTIFICATE blocks",
             ));

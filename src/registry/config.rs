@@ -92,7 +92,7 @@ impl Config {
 
     fn parse(text: &str, path: &Path) -> Result<Self> {
         let file: File = serde_json::from_str(text).map_err(|e| {
-            Error::usage(
+            Error::config(
                 format!(
                     "the registry configuration {} is invalid: {e}",
                     path.display()

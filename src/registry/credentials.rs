@@ -116,7 +116,7 @@ impl Lookup {
         }
         if let Some(value) = &self.from_var {
             let Some((user, secret)) = value.split_once(':') else {
-                return Err(Error::usage(
+                return Err(Error::config(
                     format!("{} is not of the form `user:password`", self.var),
                     format!(
                         "set {}=USER:PASSWORD (or a token as the password)",
@@ -293,7 +293,7 @@ fn from_config_file(
         Err(_) => return Ok(None),
     };
     let bad = |reason: String| {
-        Error::usage(
+        Error::config(
             format!("cannot read credentials from {}: {reason}", path.display()),
             "fix or remove the file, or log in again (`ocipkg login HOST`, `docker login HOST`)",
         )

@@ -45,7 +45,7 @@ impl Cache {
             // Said now, naming the variable, rather than as a failure deep
             // inside a fetch.
             if let Err(e) = fs::create_dir_all(&dir) {
-                return Err(Error::usage(
+                return Err(Error::config(
                     format!(
                         "the cache directory {dir} (from {}) cannot be created: {e}",
                         env::CACHE_DIR
@@ -64,7 +64,7 @@ impl Cache {
                 dirs.cache_dir().to_path_buf(),
                 Limits::from_env(env)?,
             )),
-            None => Err(Error::usage(
+            None => Err(Error::config(
                 "cannot find a per-user cache directory (no home directory is known)",
                 format!("set {} to a writable directory", env::CACHE_DIR),
             )),

@@ -117,7 +117,7 @@ pub(crate) fn fetch_locked(
     };
     match fetch(session, &locked, target, offline) {
         Ok(fetched) => Ok((fetched, used)),
-        Err(Error::NotFound { .. }) => Err(Error::usage(
+        Err(Error::NotFound { .. }) => Err(Error::config(
             format!(
                 "{} locks {reference} to {}, but the registry does not serve that digest",
                 lockfile.path().display(),
@@ -155,7 +155,7 @@ fn fetch_online(session: &Session, reference: &Reference, target: &Target) -> Re
                 reference.registry()
             )),
             Err(e) if e.is_outage() => {
-                return Err(Error::usage(
+                return Err(Error::config(
                     format!(
                         "cannot resolve the tag {reference}: {} is unreachable, and its mirrors \
                          are only trusted with digests\n  cause: {}",

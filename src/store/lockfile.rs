@@ -38,7 +38,7 @@ fn read_bounded(path: &Path) -> Result<String> {
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), e)),
     };
     if !meta.is_file() || meta.len() > MAX_SIZE {
-        return Err(Error::usage(
+        return Err(Error::config(
             format!("{} is not a regular file of at most 1 MiB", path.display()),
             "replace it with the lockfile `ocipkg lock REF...` writes, or remove it",
         ));
@@ -68,7 +68,7 @@ impl Lockfile {
                 continue;
             }
             let bad = |reason: String| {
-                Error::usage(
+                Error::config(
                     format!("{}:{}: {reason}", path.display(), n + 1),
                     "each line is `registry/repository:tag sha256:<64 hex>`; fix the line or \
                      rewrite the file with `ocipkg lock REF...`",

@@ -153,7 +153,7 @@ impl Session {
         match self.env.get(env::SOURCE_DATE_EPOCH) {
             None => Ok(None),
             Some(v) => v.trim().parse().map(Some).map_err(|_| {
-                crate::error::Error::usage(
+                crate::error::Error::config(
                     format!("SOURCE_DATE_EPOCH=`{v}` is not a number of seconds"),
                     "set SOURCE_DATE_EPOCH to a Unix timestamp, e.g. `$(git log -1 --format=%ct)`",
                 )

@@ -29,11 +29,9 @@ impl Verdict {
     /// Waits for the network thread to read (and hash) the rest of the blob.
     pub(crate) fn wait(self) -> Result<()> {
         self.0.join().unwrap_or_else(|_| {
-            Err(Error::network(
-                "verifying a download",
-                NetworkKind::Transfer,
-                "the download thread panicked",
-            ))
+            Err(Error::Bug {
+                detail: "the download thread panicked while verifying a download".into(),
+            })
         })
     }
 }

@@ -27,7 +27,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::env::{self, Env};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::oci::format::LayerKind;
 use crate::store::decode::decoder;
 use crate::store::files::symlink;
@@ -60,22 +60,7 @@ impl Limits {
     /// The defaults, overridden by `OCIPKG_MAX_UNPACKED_MIB`,
     /// `OCIPKG_MAX_EXPANSION` and `OCIPKG_MAX_FILES`.
     pub(crate) fn from_env(env: &Env) -> Result<Self> {
-        let number = |name: &str, default: u64| -> Result<u64> {
-            match env.get(name) {
-                None => Ok(default),
-                Some(v) => v
-                    .trim()
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|&n| n > 0)
-                    .ok_or_else(|| {
-                        Error::usage(
-                            format!("{name}=`{v}` is not a positive whole number"),
-                            format!("set {name} to a number (default {default}), or unset it"),
-                        )
-                    }),
-            }
-        };
+        let number = |name: &str, default: u64| env::number(env, name, default, u64::MAX);
         let defaults = Limits::default();
         Ok(Limits {
             max_bytes: number(env::MAX_UNPACKED_MIB, defaults.max_bytes >> 20)?
