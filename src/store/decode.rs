@@ -14,7 +14,7 @@
 //!
 //! Layers from other tools (one large gzip member, one zstd frame, no size
 //! field) are decoded on one thread, as a stream. Memory stays bounded: at
-//! most [`IN_FLIGHT`] pieces of at most [`PIECE_LIMIT`] bytes (compressed
+//! most one piece per worker plus [`READ_AHEAD`] pieces of at most [`PIECE_LIMIT`] bytes (compressed
 //! and decoded) are held at once, and a piece claiming more is refused.
 
 use std::collections::BTreeMap;
@@ -27,8 +27,8 @@ use crate::oci::format::Compression;
 /// Most bytes of one piece, compressed or decoded (packs write 4 MiB).
 pub(crate) const PIECE_LIMIT: usize = 16 << 20;
 
-/// Pieces read ahead of the one being handed on.
-const IN_FLIGHT: usize = 4;
+/// Pieces held beyond one per worker (the one being handed on).
+const READ_AHEAD: usize = 1;
 
 /// Gzip extra subfield holding the member's total size.
 pub(crate) const GZIP_SIZE_FIELD: [u8; 2] = *b"op";
@@ -126,8 +126,9 @@ pub(crate) fn gzip_member_size(head: &[u8]) -> Option<usize> {
 }
 
 /// The next gzip member, whole (`None` at the end of the stream).
-fn split_gzip(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
-    let mut head = vec![0u8; 12];
+fn split_gzip(reader: &mut dyn Read, mut head: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    head.clear();
+    head.resize(12, 0);
     let n = read_full(reader, &mut head)?;
     if n == 0 {
         return Ok(None);
@@ -156,7 +157,7 @@ fn split_gzip(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
     Ok(Some(head))
 }
 
-fn decode_gzip(member: &[u8]) -> io::Result<Vec<u8>> {
+fn decode_gzip(member: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let isize_field = &member[member.len() - 4..];
     let declared = u32::from_le_bytes([
         isize_field[0],
@@ -169,7 +170,8 @@ fn decode_gzip(member: &[u8]) -> io::Result<Vec<u8>> {
             "a gzip member declares {declared} decoded bytes (at most {PIECE_LIMIT})"
         )));
     }
-    let mut out = Vec::with_capacity(declared);
+    out.clear();
+    out.reserve(declared);
     flate2::read::GzDecoder::new(member)
         .take(PIECE_LIMIT as u64 + 1)
         .read_to_end(&mut out)?;
@@ -217,9 +219,10 @@ fn zstd_header_lengths(descriptor: u8) -> (usize, usize) {
 }
 
 /// The next zstd frame, whole (skippable frames are dropped).
-fn split_zstd(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
+fn split_zstd(reader: &mut dyn Read, mut frame: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
     loop {
-        let mut frame = vec![0u8; 5];
+        frame.clear();
+        frame.resize(5, 0);
         let n = read_full(reader, &mut frame[..4])?;
         if n == 0 {
             return Ok(None);
@@ -296,22 +299,33 @@ fn split_zstd(reader: &mut dyn Read) -> io::Result<Option<Vec<u8>>> {
     }
 }
 
-fn decode_zstd(frame: &[u8]) -> io::Result<Vec<u8>> {
+fn decode_zstd(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
+    thread_local! {
+        // One decoder (and its window buffer) per worker, reused.
+        static DECODER: std::cell::RefCell<Option<ruzstd::decoding::FrameDecoder>> =
+            const { std::cell::RefCell::new(None) };
+    }
     let declared = zstd_content_size(frame).unwrap_or(0) as usize;
-    let mut out = Vec::with_capacity(declared.min(PIECE_LIMIT));
-    let decoder =
-        ruzstd::decoding::StreamingDecoder::new(frame).map_err(|e| invalid(e.to_string()))?;
-    decoder.take(PIECE_LIMIT as u64 + 1).read_to_end(&mut out)?;
+    out.clear();
+    out.reserve(declared.min(PIECE_LIMIT));
+    let frame_decoder = DECODER
+        .with(|d| d.borrow_mut().take())
+        .unwrap_or_else(ruzstd::decoding::FrameDecoder::new);
+    let mut decoder = ruzstd::decoding::StreamingDecoder::new_with_decoder(frame, frame_decoder)
+        .map_err(|e| invalid(e.to_string()))?;
+    (&mut decoder).take(PIECE_LIMIT as u64 + 1).read_to_end(&mut out)?;
+    let frame_decoder = decoder.into_frame_decoder();
+    DECODER.with(|d| *d.borrow_mut() = Some(frame_decoder));
     if out.len() != declared {
-        return Err(invalid(
-            "a zstd frame decodes to another size than it states",
-        ));
+        return Err(invalid("a zstd frame decodes to another size than it states"));
     }
     Ok(out)
 }
 
-type Split = fn(&mut dyn Read) -> io::Result<Option<Vec<u8>>>;
-type Decode = fn(&[u8]) -> io::Result<Vec<u8>>;
+/// Reads the next piece into the given (reused) buffer.
+type Split = fn(&mut dyn Read, Vec<u8>) -> io::Result<Option<Vec<u8>>>;
+/// Decodes a piece into the given (reused) buffer.
+type Decode = fn(&[u8], Vec<u8>) -> io::Result<Vec<u8>>;
 
 /// What the splitter and the workers hand to the reader, by piece number.
 enum Piece {
@@ -328,31 +342,46 @@ fn parallel(
     decode: Decode,
 ) -> Box<dyn Read + Send> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 8));
-    let (slots, slot_taken) = sync_channel::<()>(IN_FLIGHT + workers);
-    for _ in 0..IN_FLIGHT + workers {
+    let (slots, slot_taken) = sync_channel::<()>(READ_AHEAD + workers);
+    for _ in 0..READ_AHEAD + workers {
         let _ = slots.send(());
     }
     let (jobs, job_queue) = sync_channel::<(usize, Vec<u8>)>(workers);
     let (results, done) = channel::<Piece>();
+    // Buffers go round instead of being allocated for every piece, so memory
+    // stays at the slots' worth (the allocator keeps freed pieces otherwise).
+    let (spent_pieces, piece_pool) = channel::<Vec<u8>>();
+    let (spent_outputs, output_pool) = channel::<Vec<u8>>();
     let job_queue = Arc::new(Mutex::new(job_queue));
+    let output_pool = Arc::new(Mutex::new(output_pool));
     for _ in 0..workers {
         let queue = job_queue.clone();
         let results = results.clone();
+        let outputs = output_pool.clone();
+        let spent_pieces = spent_pieces.clone();
         std::thread::spawn(move || loop {
             let job = match queue.lock() {
                 Ok(queue) => queue.recv(),
                 Err(_) => return,
             };
             let Ok((index, piece)) = job else { return };
-            if results.send(Piece::Data(index, decode(&piece))).is_err() {
+            let out = outputs
+                .lock()
+                .ok()
+                .and_then(|pool| pool.try_recv().ok())
+                .unwrap_or_default();
+            let decoded = decode(&piece, out);
+            let _ = spent_pieces.send(piece);
+            if results.send(Piece::Data(index, decoded)).is_err() {
                 return;
             }
         });
     }
-    std::thread::spawn(move || splitter(reader, split, slot_taken, jobs, results));
+    std::thread::spawn(move || splitter(reader, split, slot_taken, piece_pool, jobs, results));
     Box::new(InOrder {
         done,
         slots,
+        spent: spent_outputs,
         waiting: BTreeMap::new(),
         next: 0,
         end: None,
@@ -367,6 +396,7 @@ fn splitter(
     mut reader: impl Read,
     split: Split,
     slot_taken: Receiver<()>,
+    pool: Receiver<Vec<u8>>,
     jobs: SyncSender<(usize, Vec<u8>)>,
     results: Sender<Piece>,
 ) {
@@ -374,7 +404,8 @@ fn splitter(
         if slot_taken.recv().is_err() {
             return; // the reader is gone
         }
-        match split(&mut reader) {
+        let buffer = pool.try_recv().unwrap_or_default();
+        match split(&mut reader, buffer) {
             Ok(Some(piece)) => {
                 if jobs.send((index, piece)).is_err() {
                     return;
@@ -396,6 +427,8 @@ fn splitter(
 struct InOrder {
     done: Receiver<Piece>,
     slots: SyncSender<()>,
+    /// Where used output buffers go back to the workers.
+    spent: Sender<Vec<u8>>,
     waiting: BTreeMap<usize, io::Result<Vec<u8>>>,
     next: usize,
     end: Option<usize>,
@@ -422,7 +455,8 @@ impl Read for InOrder {
                     continue;
                 }
             };
-            self.current = piece?;
+            let used = std::mem::replace(&mut self.current, piece?);
+            let _ = self.spent.send(used);
             self.position = 0;
             self.next += 1;
             // The piece is ours now: the splitter may read another.
