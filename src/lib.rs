@@ -154,6 +154,7 @@
 
 mod env;
 mod error;
+mod files;
 mod link;
 mod oci;
 #[cfg(feature = "producer")]

@@ -826,7 +826,7 @@ fn build(args: &BuildArgs) -> Result<crate::publish::Packed> {
         }
     }
     let lib_dir = staging.join("lib");
-    crate::store::files::create_dir_all(&lib_dir)?;
+    crate::files::create_dir_all(&lib_dir)?;
     for lib in &libraries {
         let Some(name) = lib.file_name() else {
             continue;
@@ -1091,7 +1091,7 @@ fn git_short_hash(dir: &Path) -> Result<String> {
 }
 
 fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
-    crate::store::files::create_dir_all(dest)?;
+    crate::files::create_dir_all(dest)?;
     let entries =
         fs::read_dir(src).map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     for entry in entries {
@@ -1107,7 +1107,7 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
             let link = fs::read_link(&path)
                 .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
             let _ = fs::remove_file(&target);
-            crate::store::files::symlink(&link, &target)
+            crate::files::symlink(&link, &target)
                 .map_err(|e| Error::io(format!("creating {}", target.display()), e))?;
         } else if kind.is_dir() {
             copy_tree(&path, &target)?;

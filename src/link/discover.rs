@@ -306,7 +306,7 @@ pub(crate) fn stage_dylibs(libraries: &mut [Library], root: &Path, dir: &Path) -
     if dylibs.is_empty() {
         return Ok(());
     }
-    crate::store::files::create_dir_all(dir)?;
+    crate::files::create_dir_all(dir)?;
     for lib in dylibs {
         let mut files = lib.runtime.clone();
         files.push(lib.path.clone());
@@ -316,7 +316,7 @@ pub(crate) fn stage_dylibs(libraries: &mut [Library], root: &Path, dir: &Path) -
                 continue;
             };
             let dest = dir.join(name);
-            crate::store::files::place(file, &dest, Some(root))?;
+            crate::files::place(file, &dest, Some(root))?;
             if lib.runtime.contains(file) {
                 staged_runtime.push(dest.clone());
             }

@@ -9,11 +9,11 @@ use std::path::{Path, PathBuf};
 
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
+use crate::files::place;
 use crate::oci::format::{self, LinkMetadata};
 use crate::oci::platform::Target;
 use crate::oci::reference::Reference;
 use crate::store::fetch::{self, Fetched};
-use crate::store::files::place;
 use crate::store::session::Session;
 use directive::{Directive, LinkKind};
 use discover::Library;

@@ -42,21 +42,36 @@ pub(crate) fn verify_bytes(
     expected: &str,
     size: Option<u64>,
 ) -> Result<()> {
-    if let Some(size) = size {
-        if bytes.len() as u64 != size {
-            return Err(Error::SizeMismatch {
-                what: what.to_string(),
-                expected: size,
-                actual: bytes.len() as u64,
-            });
-        }
+    let actual_size = bytes.len() as u64;
+    check(
+        what,
+        expected,
+        size.unwrap_or(actual_size),
+        &sha256(bytes),
+        actual_size,
+    )
+}
+
+/// The one verdict on content: its size, then its digest, as promised.
+pub(crate) fn check(
+    what: &str,
+    expected: &str,
+    expected_size: u64,
+    actual: &str,
+    actual_size: u64,
+) -> Result<()> {
+    if actual_size != expected_size {
+        return Err(Error::SizeMismatch {
+            what: what.to_string(),
+            expected: expected_size,
+            actual: actual_size,
+        });
     }
-    let actual = sha256(bytes);
     if actual != expected {
         return Err(Error::DigestMismatch {
             what: what.to_string(),
             expected: expected.to_string(),
-            actual,
+            actual: actual.to_string(),
         });
     }
     Ok(())
@@ -90,22 +105,8 @@ impl<R: Read> VerifyingReader<R> {
                 e.to_string(),
             )
         })?;
-        if self.count != self.limit {
-            return Err(Error::SizeMismatch {
-                what: what.to_string(),
-                expected: self.limit,
-                actual: self.count,
-            });
-        }
         let actual = format!("sha256:{}", hex(&self.hasher.finalize()));
-        if actual != expected {
-            return Err(Error::DigestMismatch {
-                what: what.to_string(),
-                expected: expected.to_string(),
-                actual,
-            });
-        }
-        Ok(())
+        check(what, expected, self.limit, &actual, self.count)
     }
 }
 

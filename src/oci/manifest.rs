@@ -78,17 +78,55 @@ pub(crate) fn is_index(bytes: &[u8], media_type: Option<&str>) -> bool {
 }
 
 pub(crate) fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
-    ImageIndex::from_reader(bytes)
-        .map_err(|e| Error::invalid(what, format!("it is not an OCI image index: {e}")))
+    ImageIndex::from_reader(bytes).map_err(|e| {
+        let reason =
+            bad_digest(bytes).unwrap_or_else(|| format!("it is not an OCI image index: {e}"));
+        Error::invalid(what, reason)
+    })
 }
 
 pub(crate) fn parse_manifest(reference: &Reference, bytes: &[u8]) -> Result<ImageManifest> {
     ImageManifest::from_reader(bytes).map_err(|e| {
-        Error::invalid(
-            format!("the manifest of {reference}"),
-            format!("it is not an OCI image manifest: {e}"),
-        )
+        let reason =
+            bad_digest(bytes).unwrap_or_else(|| format!("it is not an OCI image manifest: {e}"));
+        Error::invalid(format!("the manifest of {reference}"), reason)
     })
+}
+
+/// Which descriptor of a manifest or index carries a digest that is not a
+/// sha256 digest (the parser's own message only says "serde failed").
+fn bad_digest(bytes: &[u8]) -> Option<String> {
+    let json: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let descriptors = json
+        .get("config")
+        .map(|c| ("config".to_string(), c))
+        .into_iter()
+        .chain(["layers", "manifests"].into_iter().flat_map(|field| {
+            json.get(field)
+                .and_then(|v| v.as_array())
+                .into_iter()
+                .flatten()
+                .enumerate()
+                .map(move |(i, d)| (format!("{field}[{i}]"), d))
+        }));
+    for (name, descriptor) in descriptors {
+        let digest = descriptor
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .unwrap_or("");
+        if digest::hex_part(digest).is_err() {
+            return Some(format!(
+                "{name} has the digest `{}`, not `sha256:` and 64 lower-case hex digits",
+                digest
+                    .escape_debug()
+                    .to_string()
+                    .chars()
+                    .take(100)
+                    .collect::<String>()
+            ));
+        }
+    }
+    None
 }
 
 /// Downloads and verifies a small blob (a config) into memory.
@@ -117,4 +155,22 @@ pub(crate) fn fetch_small_blob(
     })?;
     verifying.finish(what, digest)?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bad_digest_is_named() {
+        let manifest = br#"{"schemaVersion":2,"config":{"mediaType":"a","digest":"sha256:44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a","size":2},"layers":[{"mediaType":"b","digest":"sha256:ZZ","size":1}]}"#;
+        let reference = Reference::parse("r.example/a:1").unwrap();
+        let err = parse_manifest(&reference, manifest)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("layers[0]") && err.contains("sha256:ZZ"),
+            "{err}"
+        );
+    }
 }

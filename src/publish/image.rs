@@ -15,13 +15,13 @@ use oci_spec::image::{
 };
 
 use crate::error::{Error, Result};
+use crate::files::TempDir;
 use crate::oci::format;
 use crate::oci::manifest;
 use crate::oci::platform::{self, Target};
 use crate::oci::reference::Reference;
 use crate::publish::pack::{self, LayerCompression, Stamp};
 use crate::registry::client::Upload;
-use crate::store::files::TempDir;
 use crate::store::layout::{canonical_json, Layout};
 use crate::store::session::Session;
 
@@ -488,7 +488,7 @@ fn copy_layout(src: &Path, dest: &Path) -> Result<()> {
         .map_err(|e| Error::io(format!("reading {}", src.display()), e))?;
     for entry in entries.flatten() {
         let to = blobs.join(entry.file_name());
-        crate::store::files::place(&entry.path(), &to, None)?;
+        crate::files::place(&entry.path(), &to, None)?;
     }
     Ok(())
 }

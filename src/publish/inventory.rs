@@ -7,10 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+use crate::files::TempDir;
 use crate::link::Linker;
 use crate::oci::format::LinkMetadata;
 use crate::store::cache::Cache;
-use crate::store::files::TempDir;
 use crate::store::session::Session;
 
 /// A package in the local cache.

@@ -13,11 +13,11 @@ use oci_spec::image::{
 };
 
 use crate::error::{Error, Result};
+use crate::files::TempDir;
 use crate::oci::digest::HashingReader;
 use crate::oci::format::{self, LinkMetadata};
 use crate::oci::platform::{Target, TARGET_ANNOTATION};
 use crate::oci::reference::Reference;
-use crate::store::files::TempDir;
 use crate::store::layout::{canonical_json, Layout};
 use crate::store::session::Session;
 

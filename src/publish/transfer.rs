@@ -120,23 +120,17 @@ pub(crate) fn copy_blob(
     let body = client.blob(&expected, blob.size())?;
     let mut verifying = VerifyingReader::new(body, blob.size());
     let (actual, size) = layout.write_blob_with(|w| io::copy(&mut verifying, w).map(|_| ()))?;
-    if actual != expected || size != blob.size() {
+    let verdict = digest::check(
+        &format!("blob {expected} of {what}"),
+        &expected,
+        blob.size(),
+        &actual,
+        size,
+    );
+    if verdict.is_err() {
         let _ = std::fs::remove_file(layout.blob_path(&actual)?);
-        return Err(if actual != expected {
-            Error::DigestMismatch {
-                what: format!("blob {expected} of {what}"),
-                expected,
-                actual,
-            }
-        } else {
-            Error::SizeMismatch {
-                what: format!("blob {expected} of {what}"),
-                expected: blob.size(),
-                actual: size,
-            }
-        });
     }
-    Ok(())
+    verdict
 }
 
 /// Puts the package in the layout at `path` (directory or `.tar`, as

@@ -232,21 +232,9 @@ fn read_config(path: &std::path::Path) -> Result<serde_json::Value> {
 /// Writes the config readable by its owner only, replacing it atomically.
 #[cfg(feature = "producer")]
 fn write_config(path: &std::path::Path, json: &serde_json::Value) -> Result<()> {
-    let io = |e| Error::io(format!("writing {}", path.display()), e);
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
-    let tmp = path.with_extension(format!("json.tmp{}", std::process::id()));
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let text = serde_json::to_string_pretty(json)
         .map_err(|e| Error::invalid(path.display().to_string(), e.to_string()))?;
-    let mut file = options.open(&tmp).map_err(io)?;
-    file.write_all(text.as_bytes()).map_err(io)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(io)
+    crate::files::write_atomic_private(path, text.as_bytes())
 }
 
 fn podman_auth_paths(env: &Env) -> Vec<PathBuf> {

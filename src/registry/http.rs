@@ -113,6 +113,29 @@ mod tests {
     use super::*;
 
     #[test]
+    fn failures_are_told_apart_by_kind() {
+        let io = |text: &str| ureq::Error::Io(std::io::Error::other(text.to_string()));
+        assert_eq!(
+            kind_of(&io(
+                "failed to lookup address information: Name or service not known"
+            )),
+            NetworkKind::HostNotFound
+        );
+        assert_eq!(
+            kind_of(&ureq::Error::HostNotFound),
+            NetworkKind::HostNotFound
+        );
+        assert_eq!(
+            kind_of(&io("invalid peer certificate: UnknownIssuer")),
+            NetworkKind::Tls
+        );
+        assert_eq!(
+            kind_of(&io("Connection refused (os error 111)")),
+            NetworkKind::Transfer
+        );
+    }
+
+    #[test]
     fn origins_are_compared_with_default_ports() {
         assert!(same_origin("https://h", "https://h:443/v2/x?y"));
         assert!(same_origin(

@@ -21,9 +21,9 @@ use std::path::PathBuf;
 
 use crate::env::{self, Env};
 use crate::error::{Error, Result};
+use crate::files::{create_dir_all, write_atomic, TempDir};
 use crate::oci::digest::hex_part;
 use crate::oci::reference::Reference;
-use crate::store::files::{create_dir_all, write_atomic, TempDir};
 use crate::store::unpack::Limits;
 
 /// The cache at one root directory, and the limits on what a package

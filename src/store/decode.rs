@@ -23,6 +23,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::{Arc, Mutex};
 
 use crate::oci::format::Compression;
+use crate::store::stream::read_full;
 
 /// Most bytes of one piece, compressed or decoded (packs write 4 MiB).
 pub(crate) const PIECE_LIMIT: usize = 16 << 20;
@@ -308,16 +309,18 @@ fn decode_zstd(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let declared = zstd_content_size(frame).unwrap_or(0) as usize;
     out.clear();
     out.reserve(declared.min(PIECE_LIMIT));
-    let frame_decoder = DECODER
-        .with(|d| d.borrow_mut().take())
-        .unwrap_or_else(ruzstd::decoding::FrameDecoder::new);
+    let frame_decoder = DECODER.with(|d| d.borrow_mut().take()).unwrap_or_default();
     let mut decoder = ruzstd::decoding::StreamingDecoder::new_with_decoder(frame, frame_decoder)
         .map_err(|e| invalid(e.to_string()))?;
-    (&mut decoder).take(PIECE_LIMIT as u64 + 1).read_to_end(&mut out)?;
+    (&mut decoder)
+        .take(PIECE_LIMIT as u64 + 1)
+        .read_to_end(&mut out)?;
     let frame_decoder = decoder.into_frame_decoder();
     DECODER.with(|d| *d.borrow_mut() = Some(frame_decoder));
     if out.len() != declared {
-        return Err(invalid("a zstd frame decodes to another size than it states"));
+        return Err(invalid(
+            "a zstd frame decodes to another size than it states",
+        ));
     }
     Ok(out)
 }
@@ -503,19 +506,6 @@ impl<R: io::BufRead> Read for ZstdFrames<R> {
             self.decoder = Some(decoder);
         }
     }
-}
-
-fn read_full(reader: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(filled)
 }
 
 fn truncated() -> io::Error {

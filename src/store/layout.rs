@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use oci_spec::image::ImageIndex;
 
 use crate::error::{Error, Result};
+use crate::files::{create_dir_all, open_regular, read_regular, TempDir};
 use crate::oci::digest::{self, hex_part, HashingWriter};
 use crate::oci::format;
 use crate::oci::format::{Compression, LayerKind};
 use crate::oci::manifest::{RawManifest, Source};
-use crate::store::files::{create_dir_all, open_regular, read_regular, TempDir};
 use crate::store::unpack::{Limits, UnpackError, Unpacker};
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
@@ -197,7 +197,7 @@ impl Source for Layout {
     }
     fn blob(&mut self, digest: &str, _size: u64) -> Result<Box<dyn Read + Send>> {
         let path = self.blob_path(digest)?;
-        let file = crate::store::files::open_regular(&path)
+        let file = crate::files::open_regular(&path)
             .map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
         Ok(Box::new(file))
     }

@@ -115,12 +115,7 @@ impl Lockfile {
         for (reference, digest) in &self.entries {
             text.push_str(&format!("{reference} {digest}\n"));
         }
-        let tmp = self
-            .path
-            .with_extension(format!("lock.tmp{}", std::process::id()));
-        fs::write(&tmp, text)
-            .and_then(|()| fs::rename(&tmp, &self.path))
-            .map_err(|e| Error::io(format!("writing {}", self.path.display()), e))
+        crate::files::write_atomic(&self.path, text.as_bytes())
     }
 }
 

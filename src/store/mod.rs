@@ -6,7 +6,6 @@
 pub(crate) mod cache;
 pub(crate) mod decode;
 pub(crate) mod fetch;
-pub(crate) mod files;
 #[cfg(feature = "producer")]
 pub(crate) mod layout;
 pub(crate) mod lockfile;

@@ -28,9 +28,9 @@ use std::sync::Arc;
 
 use crate::env::{self, Env};
 use crate::error::Result;
+use crate::files::symlink;
 use crate::oci::format::LayerKind;
 use crate::store::decode::decoder;
-use crate::store::files::symlink;
 
 /// Bounds on what one package may unpack to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

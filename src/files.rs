@@ -61,6 +61,18 @@ impl Drop for TempDir {
 /// Writes `bytes` to `path` through a temp file renamed over it, so readers
 /// see the old content or the new, never half of it. Creates the parent.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+/// [`write_atomic`] for a file only its owner may read (credentials): the
+/// temp file is created with that mode, so the content is never exposed.
+#[cfg(feature = "producer")]
+pub(crate) fn write_atomic_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_mode(path, bytes, 0o600)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::io::Write;
     let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
         return Err(Error::io(
             format!("writing {}", path.display()),
@@ -74,7 +86,15 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         name.to_string_lossy(),
         std::process::id()
     ));
-    fs::write(&tmp, bytes)
+    let mut options = fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    options
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(bytes))
         .and_then(|()| fs::rename(&tmp, path))
         .map_err(|e| {
             let _ = fs::remove_file(&tmp);
