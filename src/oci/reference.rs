@@ -2,6 +2,13 @@
 //!
 //! Follows the grammar of the distribution project's `reference` package,
 //! including Docker Hub's defaults.
+//!
+//! Why not `oci_spec::distribution::Reference`: it needs oci-spec's
+//! `distribution` feature (more code in every consumer build), and its parse
+//! errors say that a reference is invalid, not which part is wrong and what
+//! it should look like, which is what a build-script error must say. This
+//! parser is a few hundred lines with tests, and also handles what ocipkg
+//! needs around references (mirrors, the plain-HTTP loopback rule).
 
 use std::fmt;
 use std::str::FromStr;

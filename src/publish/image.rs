@@ -2,7 +2,7 @@
 //! more layer on top of a base image whose layers stay in the registry.
 //!
 //! Only the base's manifest and config are read. With `push`, base layers
-//! the target repository lacks are mounted from the base's repository (same
+//! the destination repository lacks are mounted from the base's repository (same
 //! registry), never downloaded or uploaded. With an output layout, base
 //! layers are downloaded into it, so the layout is complete.
 
@@ -51,7 +51,7 @@ pub struct BuiltImage {
     pub layer_digest: String,
     /// sha256 of the uncompressed new layer.
     pub diff_id: String,
-    /// Base layers mounted into the target repository (with push).
+    /// Base layers mounted into the destination repository (with push).
     pub mounted_base_layers: usize,
 }
 
@@ -136,7 +136,7 @@ impl ImageBuilder {
                 "give the directory whose files go into the image",
             ));
         }
-        let target = Reference::parse(tag)?;
+        let destination = Reference::parse(tag)?;
         let session = Session::process(false);
         let wanted = match &self.platform {
             Some(p) => parse_platform(p)?,
@@ -187,7 +187,7 @@ impl ImageBuilder {
         let mut mounted_base_layers = 0;
         if push {
             mounted_base_layers = push_image(
-                &target,
+                &destination,
                 &base,
                 &layout,
                 &manifest,
@@ -197,7 +197,7 @@ impl ImageBuilder {
         }
         if let Some(output) = output {
             write_output(
-                &target,
+                &destination,
                 &base,
                 layout,
                 &manifest_bytes,
@@ -207,7 +207,7 @@ impl ImageBuilder {
             )?;
         }
         Ok(BuiltImage {
-            reference: target.to_string(),
+            reference: destination.to_string(),
             manifest_digest,
             layer_digest,
             diff_id,
@@ -371,21 +371,21 @@ impl Base {
     }
 }
 
-/// Pushes config, new layer and manifest; base layers the target lacks are
+/// Pushes config, new layer and manifest; base layers the destination lacks are
 /// mounted from the base's repository. Returns the number mounted.
 fn push_image(
-    target: &Reference,
+    destination: &Reference,
     base: &Base,
     layout: &Layout,
     manifest: &ImageManifest,
     manifest_bytes: &[u8],
     session: &Session,
 ) -> Result<usize> {
-    let mut client = session.client(target, true)?;
+    let mut client = session.client(destination, true)?;
     let same_registry = base
         .reference
         .as_ref()
-        .filter(|b| b.registry() == target.registry());
+        .filter(|b| b.registry() == destination.registry());
     if let Some(base) = same_registry {
         client.also_pull(vec![base.repository().to_string()]);
     }
@@ -399,9 +399,9 @@ fn push_image(
             return Err(Error::usage(
                 format!(
                     "base layer {digest} is not in {} and the base image is on another registry",
-                    target.registry()
+                    destination.registry()
                 ),
-                "copy the base image into the target registry first (e.g. `skopeo copy`), \
+                "copy the base image into the destination registry first (e.g. `skopeo copy`), \
                  so its layers are mounted, never downloaded",
             ));
         };
@@ -411,11 +411,11 @@ fn push_image(
                 return Err(Error::usage(
                     format!(
                         "{} refused to mount base layer {digest} from {}",
-                        target.registry(),
+                        destination.registry(),
                         base.repository()
                     ),
                     "check push/pull rights on both repositories, or push the base image \
-                     into the target repository first",
+                     into the destination repository first",
                 ))
             }
         }
@@ -432,7 +432,7 @@ fn push_image(
         }
     }
     client.put_manifest(
-        target.tag().unwrap_or("latest"),
+        destination.tag().unwrap_or("latest"),
         manifest_bytes,
         format::MANIFEST_MEDIA_TYPE,
     )?;
@@ -441,7 +441,7 @@ fn push_image(
 
 /// Writes a complete OCI image layout (base layers downloaded into it).
 fn write_output(
-    target: &Reference,
+    destination: &Reference,
     base: &Base,
     layout: Layout,
     manifest_bytes: &[u8],
@@ -465,10 +465,13 @@ fn write_output(
         manifest_bytes.len() as u64,
         pack::parse_digest(manifest_digest)?,
     );
-    let tag = target.tag().unwrap_or("latest").to_string();
+    let tag = destination.tag().unwrap_or("latest").to_string();
     entry.set_annotations(Some(HashMap::from([
         (format::REF_NAME_ANNOTATION.to_string(), tag),
-        (format::REFERENCE_ANNOTATION.to_string(), target.to_string()),
+        (
+            format::REFERENCE_ANNOTATION.to_string(),
+            destination.to_string(),
+        ),
     ])));
     layout.write_single_index(entry)?;
     let (dest, _staging) = pack::layout_target(output)?;

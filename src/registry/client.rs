@@ -160,6 +160,26 @@ impl Client {
         }
     }
 
+    /// [`Client::execute`], then anything but one of the `expected`
+    /// statuses becomes an error carrying the registry's message: the one
+    /// path of every endpoint.
+    fn call<F>(&mut self, action: &str, expected: &[u16], make: F) -> Result<Response<Body>>
+    where
+        F: Fn(&ureq::Agent, Option<&str>) -> std::result::Result<Response<Body>, ureq::Error>,
+    {
+        let response = self.execute(action, make)?;
+        if expected.contains(&response.status().as_u16()) {
+            Ok(response)
+        } else {
+            Err(self.fail(action, response))
+        }
+    }
+
+    /// "`what` `registry`/`repository`", the action text of an endpoint.
+    fn doing(&self, what: &str) -> String {
+        format!("{what} {}/{}", self.registry, self.repository)
+    }
+
     /// One attempt; on a 401 gets a Bearer token (with credentials if any,
     /// anonymously when there are none or, on pulls, when they are refused)
     /// or uses Basic credentials, and sends the request once more.
@@ -373,28 +393,19 @@ impl Client {
         let url = format!("{}/v2/", self.base);
         // No repository: a token without scope, as `docker login` asks.
         self.repository.clear();
-        let response = self.execute(&action, |agent, auth| {
+        self.call(&action, &[200], |agent, auth| {
             with_auth(agent.get(&url), auth).call()
         })?;
-        match response.status().as_u16() {
-            200 => Ok(()),
-            _ => Err(self.fail(&action, response)),
-        }
+        Ok(())
     }
 
     /// GET a manifest or index by tag or digest.
     pub(crate) fn get_manifest(&mut self, reference: &str) -> Result<RawManifest> {
-        let action = format!(
-            "fetching manifest {}/{}:{reference}",
-            self.registry, self.repository
-        );
+        let action = format!("{}:{reference}", self.doing("fetching manifest"));
         let url = self.url(&format!("manifests/{reference}"));
-        let mut response = self.execute(&action, |agent, auth| {
+        let mut response = self.call(&action, &[200], |agent, auth| {
             with_auth(agent.get(&url).header("Accept", MANIFEST_ACCEPT), auth).call()
         })?;
-        if response.status().as_u16() != 200 {
-            return Err(self.fail(&action, response));
-        }
         let header = |name: &str| {
             response
                 .headers()
@@ -430,17 +441,11 @@ impl Client {
     /// GET a blob of `size` bytes as a stream that resumes (with `Range`)
     /// when the connection breaks. The caller verifies what it reads.
     pub(crate) fn get_blob(&mut self, digest: &str, size: u64) -> Result<Box<dyn Read + Send>> {
-        let action = format!(
-            "downloading blob {digest} of {}/{}",
-            self.registry, self.repository
-        );
+        let action = self.doing(&format!("downloading blob {digest} of"));
         let url = self.url(&format!("blobs/{digest}"));
-        let response = self.execute(&action, |agent, auth| {
+        let response = self.call(&action, &[200], |agent, auth| {
             with_auth(agent.get(&url), auth).call()
         })?;
-        if response.status().as_u16() != 200 {
-            return Err(self.fail(&action, response));
-        }
         Ok(Box::new(ResumingReader {
             agent: self.agent.clone(),
             url,
@@ -457,10 +462,7 @@ impl Client {
     /// Whether the repository already holds a blob.
     #[cfg(feature = "producer")]
     pub(crate) fn has_blob(&mut self, digest: &str) -> Result<bool> {
-        let action = format!(
-            "checking for blob {digest} in {}/{}",
-            self.registry, self.repository
-        );
+        let action = self.doing(&format!("checking for blob {digest} in"));
         let url = self.url(&format!("blobs/{digest}"));
         let response = self.execute(&action, |agent, auth| {
             with_auth(agent.head(&url), auth).call()
@@ -486,10 +488,7 @@ impl Client {
         mount_from: Option<&str>,
         chunk_size: u64,
     ) -> Result<Upload> {
-        let action = format!(
-            "uploading blob {digest} to {}/{}",
-            self.registry, self.repository
-        );
+        let action = self.doing(&format!("uploading blob {digest} to"));
         let mut url = self.url("blobs/uploads/");
         if let Some(from) = mount_from {
             url = format!("{url}?mount={digest}&from={from}");
@@ -508,38 +507,29 @@ impl Client {
                 Some((last, chunks)) => {
                     let put_url = with_digest(&last, digest);
                     let ours = same_origin(&self.base, &put_url);
-                    let response = self.execute(&action, |agent, auth| {
+                    self.call(&action, &[201], |agent, auth| {
                         with_auth(agent.put(&put_url), auth.filter(|_| ours)).send_empty()
                     })?;
-                    if response.status().as_u16() != 201 {
-                        return Err(self.fail(&action, response));
-                    }
                     return Ok(Upload::Uploaded { chunks });
                 }
                 // Chunks refused: a new session for one PUT.
                 None => {
                     let post_url = self.url("blobs/uploads/");
-                    let response = self.execute(&action, |agent, auth| {
+                    let response = self.call(&action, &[202], |agent, auth| {
                         with_auth(agent.post(&post_url), auth).send_empty()
                     })?;
-                    if response.status().as_u16() != 202 {
-                        return Err(self.fail(&action, response));
-                    }
                     location = self.session(&action, &response)?;
                 }
             }
         }
         let put_url = with_digest(&location, digest);
         let ours = same_origin(&self.base, &put_url);
-        let response = self.execute(&action, |agent, auth| {
+        self.call(&action, &[201], |agent, auth| {
             let file = File::open(path).map_err(ureq::Error::Io)?;
             with_auth(agent.put(&put_url), auth.filter(|_| ours))
                 .header("Content-Type", "application/octet-stream")
                 .send(&file)
         })?;
-        if response.status().as_u16() != 201 {
-            return Err(self.fail(&action, response));
-        }
         Ok(Upload::Uploaded { chunks: 1 })
     }
 
@@ -547,10 +537,7 @@ impl Client {
     /// the registry declines (the upload session it opened is abandoned).
     #[cfg(feature = "producer")]
     pub(crate) fn mount_blob(&mut self, digest: &str, from: &str) -> Result<bool> {
-        let action = format!(
-            "mounting blob {digest} from {from} into {}/{}",
-            self.registry, self.repository
-        );
+        let action = self.doing(&format!("mounting blob {digest} from {from} into"));
         let url = format!("{}?mount={digest}&from={from}", self.url("blobs/uploads/"));
         let response = self.execute(&action, |agent, auth| {
             with_auth(agent.post(&url), auth).send_empty()
@@ -646,19 +633,13 @@ impl Client {
         bytes: &[u8],
         media_type: &str,
     ) -> Result<()> {
-        let action = format!(
-            "pushing manifest {}/{}:{reference}",
-            self.registry, self.repository
-        );
+        let action = format!("{}:{reference}", self.doing("pushing manifest"));
         let url = self.url(&format!("manifests/{reference}"));
-        let response = self.execute(&action, |agent, auth| {
+        self.call(&action, &[201], |agent, auth| {
             with_auth(agent.put(&url), auth)
                 .header("Content-Type", media_type)
                 .send(bytes)
         })?;
-        if response.status().as_u16() != 201 {
-            return Err(self.fail(&action, response));
-        }
         Ok(())
     }
 
@@ -667,17 +648,14 @@ impl Client {
     /// same page twice).
     #[cfg(feature = "producer")]
     pub(crate) fn list_tags(&mut self) -> Result<Vec<String>> {
-        let action = format!("listing tags of {}/{}", self.registry, self.repository);
+        let action = self.doing("listing tags of");
         let mut url = self.url("tags/list");
         let mut seen = std::collections::HashSet::new();
         let mut tags = Vec::new();
         while seen.insert(url.clone()) && seen.len() <= MAX_TAG_PAGES {
-            let mut response = self.execute(&action, |agent, auth| {
+            let mut response = self.call(&action, &[200], |agent, auth| {
                 with_auth(agent.get(&url), auth).call()
             })?;
-            if response.status().as_u16() != 200 {
-                return Err(self.fail(&action, response));
-            }
             let next = response
                 .headers()
                 .get("link")
