@@ -309,14 +309,13 @@ fn decode_zstd(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     let declared = zstd_content_size(frame).unwrap_or(0) as usize;
     out.clear();
     out.reserve(declared.min(PIECE_LIMIT));
-    let frame_decoder = DECODER.with(|d| d.borrow_mut().take()).unwrap_or_default();
-    let mut decoder = ruzstd::decoding::StreamingDecoder::new_with_decoder(frame, frame_decoder)
-        .map_err(|e| invalid(e.to_string()))?;
-    (&mut decoder)
-        .take(PIECE_LIMIT as u64 + 1)
-        .read_to_end(&mut out)?;
-    let frame_decoder = decoder.into_frame_decoder();
+    let mut frame_decoder = DECODER.with(|d| d.borrow_mut().take()).unwrap_or_default();
+    // The frame states its size (at most PIECE_LIMIT, checked when it was
+    // split off): decode it in one go into a buffer of that size; a frame
+    // producing more fails instead of growing the buffer.
+    let decoded = frame_decoder.decode_all_to_vec(frame, &mut out);
     DECODER.with(|d| *d.borrow_mut() = Some(frame_decoder));
+    decoded.map_err(|e| invalid(e.to_string()))?;
     if out.len() != declared {
         return Err(invalid(
             "a zstd frame decodes to another size than it states",
