@@ -429,6 +429,31 @@ fn no_build_for_this_target_builds_from_source_but_an_outage_fails() {
 }
 
 #[test]
+fn a_build_for_a_newer_glibc_falls_back_to_source_too() {
+    // The package's only build for this target needs a glibc from the
+    // future: refused before linking (RuntimeTooOld, a no-prebuilt outcome),
+    // so README's fallback builds from source.
+    let registry = Registry::start();
+    let reference = format!("{}/fallback/glibc:1", registry.host());
+    let story = Story::new("fallback-glibc");
+    story.publish(
+        &c_package("fallback-glibc-foo", 42),
+        &reference,
+        &["--target", &host_triple(), "--glibc-floor", "9.99"],
+    );
+    story.write_sys(FALLBACK_BUILD_RS, &reference, FOO_FFI, "cc = \"1\"\n");
+    fs::create_dir_all(story.sys().join("vendor")).unwrap();
+    fs::write(story.sys().join("vendor/foo.c"), foo_source(7)).unwrap();
+    story.write_app(FOO_MAIN, None);
+    let err = story.build();
+    assert!(
+        err.contains("building it from source") && err.contains("glibc 9.99"),
+        "{err}"
+    );
+    assert_eq!(story.run_app().trim(), "answer=7");
+}
+
+#[test]
 fn debian_static_sqlite_links_with_the_libraries_its_pkg_config_names() {
     let registry = Registry::start();
     let reference = format!("{}/debian/sqlite3:static", registry.host());
