@@ -49,8 +49,10 @@ pub enum Error {
         action: String,
         /// What kind of failure: decides retries and advice.
         kind: NetworkKind,
-        /// The underlying error.
+        /// The underlying error, as shown (credentials masked).
         detail: String,
+        /// The transport's own error, when there is one.
+        source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
     /// Content did not match the digest that names it.
     DigestMismatch {
@@ -293,6 +295,22 @@ impl Error {
             action: action.into(),
             kind,
             detail: detail.into(),
+            source: None,
+        }
+    }
+
+    /// [`Error::network`] keeping the transport's error as the source.
+    pub(crate) fn network_from(
+        action: impl Into<String>,
+        kind: NetworkKind,
+        detail: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::Network {
+            action: action.into(),
+            kind,
+            detail: detail.into(),
+            source: Some(Box::new(source)),
         }
     }
 
@@ -373,6 +391,7 @@ impl fmt::Display for Error {
                 action,
                 kind: NetworkKind::Tls,
                 detail,
+                ..
             } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
@@ -385,6 +404,7 @@ impl fmt::Display for Error {
                 action,
                 kind: NetworkKind::HostNotFound,
                 detail,
+                ..
             } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
@@ -396,6 +416,7 @@ impl fmt::Display for Error {
                 action,
                 kind: NetworkKind::TimeLimit,
                 detail,
+                ..
             } => write!(
                 f,
                 "ocipkg: {action} failed: {detail}\n  \
@@ -552,6 +573,10 @@ impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             Error::Io { source, .. } => Some(source),
+            Error::Network {
+                source: Some(source),
+                ..
+            } => Some(source.as_ref()),
             _ => None,
         }
     }

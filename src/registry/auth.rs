@@ -146,7 +146,8 @@ pub(crate) fn fetch_token(
     let secrets: Vec<&str> = secrets.iter().map(String::as_str).collect();
     let network = |e: ureq::Error| {
         let kind = crate::registry::http::kind_of(&e);
-        Error::network(action.clone(), kind, scrub(&e.to_string(), &secrets))
+        let detail = scrub(&e.to_string(), &secrets);
+        Error::network_from(action.clone(), kind, detail, e)
     };
     let mut response = match credential {
         Some(c) if c.username.is_none() => {

@@ -148,10 +148,16 @@ impl Client {
                     let action = format!("{action} (tried {attempt} times)");
                     return match outcome {
                         Ok(response) => Err(self.fail(&action, response)),
-                        Err(Error::Network { kind, detail, .. }) => Err(Error::Network {
+                        Err(Error::Network {
+                            kind,
+                            detail,
+                            source,
+                            ..
+                        }) => Err(Error::Network {
                             action,
                             kind,
                             detail,
+                            source,
                         }),
                         Err(e) => Err(e),
                     };
@@ -352,9 +358,9 @@ impl Client {
     /// A network failure of `action`; once the operation's time is up, one
     /// that says so and names the setting.
     fn network(&self, action: &str, error: impl Into<Failure>) -> Error {
-        let (mut kind, detail) = match error.into() {
-            Failure::Ureq(e) => (kind_of(&e), e.to_string()),
-            Failure::Text(text) => (NetworkKind::Transfer, text),
+        let (mut kind, detail, source) = match error.into() {
+            Failure::Ureq(e) => (kind_of(&e), e.to_string(), Some(e)),
+            Failure::Text(text) => (NetworkKind::Transfer, text, None),
         };
         let detail = if Instant::now() >= self.deadline {
             kind = NetworkKind::TimeLimit;
@@ -366,7 +372,10 @@ impl Client {
         } else {
             detail
         };
-        Error::network(action, kind, self.scrub(&detail))
+        match source {
+            Some(source) => Error::network_from(action, kind, self.scrub(&detail), source),
+            None => Error::network(action, kind, self.scrub(&detail)),
+        }
     }
 
     /// `text` without this client's credentials or token in it.
