@@ -82,6 +82,43 @@ fn cargo_ocipkg_build_explains_missing_registry_metadata() {
 }
 
 #[test]
+fn cargo_ocipkg_build_without_release_warns_and_records_the_profile() {
+    let dir = temp_dir("debug-pack");
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"debugpack\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+         [lib]\ncrate-type = [\"staticlib\"]\n\
+         [package.metadata.ocipkg]\nregistry = \"localhost:5000/x/debugpack\"\n[workspace]\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.join("src/lib.rs"),
+        "#[no_mangle]\npub extern \"C\" fn debugpack_one() -> i32 { 1 }\n",
+    )
+    .unwrap();
+    let out = cargo_ocipkg()
+        .args(["build", "--tag", "t"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("debug build") && err.contains("--release"),
+        "{err}"
+    );
+    let layout = dir.join("target/ocipkg/debugpack");
+    let (digest, _) = layout_digests(&layout);
+    let manifest = read(&layout.join("blobs/sha256").join(&digest[7..]));
+    assert!(
+        manifest.contains("\"vnd.ocipkg.cargo.profile\":\"debug\""),
+        "{manifest}"
+    );
+}
+
+#[test]
 fn skopeo_reads_what_we_push_and_we_read_what_skopeo_pushes() {
     let registry = Registry::start();
     let (layout, reference) = publish_c_package(&registry, "interop/answer:v1");
