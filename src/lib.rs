@@ -129,7 +129,8 @@
 //! Folders are layers; each uses only those before it
 //! (`python3 ../shared/tools/layers.py src` checks it):
 //!
-//! 1. `error`, `env`: the error type; every environment variable and its reader.
+//! 1. `error`, `env`, `files`: the error type; every environment variable
+//!    and its reader; file helpers (atomic writes, temp dirs, safe placing).
 //! 2. `oci/`: vocabulary: references, digests, platforms and glibc floors,
 //!    media types and link metadata, manifests and the `Source` trait.
 //! 3. `registry/`: one client per repository (auth, credentials, the
