@@ -2,17 +2,19 @@
 //!
 //! Layout under the cache root:
 //! - `pkgs/sha256/<manifest hex>/` one complete package: `manifest.json`,
-//!   `config.json` and `root/` (the unpacked tree). A directory here is
-//!   complete by construction: it only appears by `rename` of a staging dir
-//!   after every digest matched.
-//! - `refs/<registry>/<repository>/<tag>` the manifest digest the tag had
-//!   when last fetched, for offline builds.
+//!   `config.json` and `root/` (the unpacked tree, files read-only). A
+//!   directory here only appears by `rename` of a staging dir after every
+//!   digest matched, and is checked on every use (its `manifest.json` must
+//!   hash to its name).
+//! - `refs/<registry>/<repository>/_tags/<tag>` the manifest digest the tag
+//!   had when last fetched, for offline builds and outages.
 //! - `blobs-seen/<registry>/<blob hex>` a repository known to hold the
 //!   blob, for cross-repository mounts when pushing.
 //! - `indexes/sha256/<hex>.json` multi-platform indexes, to choose a
 //!   target's manifest without network.
-//! - `tmp/<manifest hex>.<pid>-…/` staging directories of fetches in progress (removed on failure;
-//!   leftovers of killed processes are removed by later fetches).
+//! - `tmp/<manifest hex>.<pid>-<random>-<n>/` staging directories of
+//!   fetches in progress (removed on failure; leftovers of killed processes
+//!   are removed by later fetches).
 //! - `locks/<manifest hex>.lock` files locked while one process fetches that
 //!   package, so concurrent builds download it once.
 
