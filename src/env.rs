@@ -25,6 +25,18 @@ pub const CARGO_CFG_TARGET_OS: &str = "CARGO_CFG_TARGET_OS";
 pub const CARGO_CFG_TARGET_ENV: &str = "CARGO_CFG_TARGET_ENV";
 /// Path of the registry configuration file.
 pub const CONFIG: &str = "OCIPKG_CONFIG";
+/// Proxy settings, read by the HTTP client itself; read here too, so a
+/// build script reruns when they change.
+pub const PROXY_VARS: [&str; 8] = [
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
 /// `1`/`true`: use the cache only.
 pub const OFFLINE: &str = "OCIPKG_OFFLINE";
 /// `true`: offline. cargo reads it too, so `CARGO_NET_OFFLINE=true cargo build`

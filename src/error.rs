@@ -545,8 +545,8 @@ impl fmt::Display for Error {
             Error::Io { action, source } => write!(
                 f,
                 "ocipkg: {action} failed: {source}\n  \
-                 help: check permissions and free space. The cache location can be moved with \
-                 OCIPKG_CACHE_DIR."
+                 help: check that the path exists and that you may read (or write) it, and \
+                 the free space. The cache location can be moved with OCIPKG_CACHE_DIR."
             ),
             Error::Usage { problem, help } | Error::Config { problem, help } => {
                 write!(f, "ocipkg: {problem}\n  help: {help}")

@@ -259,12 +259,12 @@ struct PackArgs {
     /// A pkg-config file relative to the package root.
     #[arg(long = "pkg-config", value_name = "FILE")]
     pkg_config: Option<String>,
-    /// Layer compression: gzip (read by every OCI tool) or zstd (faster).
+    /// Layer compression: gzip (read by every OCI tool) or zstd (smaller).
     #[arg(long, value_name = "gzip|zstd", default_value = "gzip")]
     compression: String,
     /// Compression level: gzip 0 (store) to 9 (smallest), default 6; zstd 1
     /// (fastest) to 19 (smallest), default 9.
-    #[arg(long, value_name = "0-9")]
+    #[arg(long, value_name = "LEVEL")]
     level: Option<u32>,
     /// Place the files under this directory of the package (e.g. /opt/foo).
     #[arg(long, value_name = "DIR", default_value = "")]

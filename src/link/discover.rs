@@ -232,7 +232,8 @@ pub(crate) fn choose(
     if !metadata.libraries.is_empty() {
         let mut chosen = Vec::new();
         for spec in &metadata.libraries {
-            let lib = pick(&spec.name, spec.kind.or(prefer)).ok_or_else(|| {
+            // The user's OCIPKG_<NAME>_LINK wins over the package's choice.
+            let lib = pick(&spec.name, prefer.or(spec.kind)).ok_or_else(|| {
                 Error::invalid(
                     "the package's link metadata",
                     format!(

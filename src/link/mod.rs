@@ -111,12 +111,20 @@ impl Linker {
     /// [`Linker::fetch`] in a session.
     pub(crate) fn fetch_in(&self, session: &Session, reference: &str) -> Result<Fetched> {
         let target = self.target_of(session.env())?;
-        fetch::fetch(
-            session,
-            &Reference::parse(reference)?,
-            &target,
-            self.offline,
-        )
+        let parsed = Reference::parse(reference)?;
+        let mut fetched = fetch::fetch(session, &parsed, &target, self.offline)?;
+        fetched
+            .warnings
+            .extend(check_glibc(fetched.dir(), &parsed, &target)?);
+        Ok(fetched)
+    }
+
+    /// Asks the registry what `reference` is now, never the cache or a
+    /// mirror's word for a tag (for `ocipkg lock`).
+    #[cfg(feature = "producer")]
+    pub(crate) fn fetch_current(&self, session: &Session, reference: &str) -> Result<Fetched> {
+        let target = self.target_of(session.env())?;
+        fetch::fetch_online(session, &Reference::parse(reference)?, &target)
     }
 
     fn target_of(&self, env: &Env) -> Result<Target> {
@@ -326,12 +334,13 @@ pub(crate) fn read_metadata(dir: &Path) -> Result<LinkMetadata> {
 
 /// Refuses link metadata whose values would not stay what they claim to be
 /// in a cargo directive, or whose paths leave the package.
-fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
+pub(crate) fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
     let refuse = |field: &str, value: &str, rule: &str| {
         Err(Error::refused(
             "the package's link metadata (config)",
             format!("`{field}` holds `{}`, {rule}", value.escape_debug()),
-            "a package may only name libraries (letters, digits, `_ . + -`) and relative paths              inside itself; report it to its publisher",
+            "a package may only name libraries (letters, digits, `_ . + -`) and relative paths \
+             inside itself; report it to its publisher",
         ))
     };
     let names = metadata

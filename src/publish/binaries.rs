@@ -245,6 +245,15 @@ pub(crate) fn check(dir: &Path, metadata: &LinkMetadata) -> Vec<String> {
     warnings
 }
 
+/// `__cxa_` names that the C library itself defines (glibc), used by C and
+/// Rust code alike.
+const LIBC_CXA: [&str; 4] = [
+    "__cxa_atexit",
+    "__cxa_finalize",
+    "__cxa_thread_atexit",
+    "__cxa_thread_atexit_impl",
+];
+
 fn is_cxx_runtime(name: &str) -> bool {
     // Mach-O names carry one more leading underscore.
     let name = if name.starts_with("___") || name.starts_with("__Z") {
@@ -252,7 +261,7 @@ fn is_cxx_runtime(name: &str) -> bool {
     } else {
         name
     };
-    CXX_RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p))
+    !LIBC_CXA.contains(&name) && CXX_RUNTIME_PREFIXES.iter().any(|p| name.starts_with(p))
 }
 
 /// Regular files under `dir`, never following a symlink.
@@ -416,6 +425,8 @@ mod tests {
         assert!(is_cxx_runtime("_Znwm"));
         assert!(is_cxx_runtime("__gxx_personality_v0"));
         assert!(!is_cxx_runtime("malloc"));
+        assert!(!is_cxx_runtime("__cxa_thread_atexit_impl"));
+        assert!(!is_cxx_runtime("___cxa_atexit"));
         assert!(!is_cxx_runtime("_ZN3foo3barEv"));
     }
 

@@ -174,6 +174,7 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
             "give the directory holding lib/ and include/ to pack",
         ));
     }
+    check_metadata(dir, &options.metadata)?;
     if inside_dir(output, dir) {
         return Err(Error::usage(
             format!(
@@ -279,7 +280,8 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
     layout.write_single_index(entry)?;
 
     finish_layout(layout.dir(), output, stamp.mtime)?;
-    let warnings = crate::publish::binaries::check(dir, &options.metadata);
+    let mut warnings = crate::publish::binaries::check(dir, &options.metadata);
+    warnings.extend(missing_parts(dir, &options.metadata));
     Ok(Packed {
         reference: reference.to_string(),
         manifest_digest,
@@ -290,6 +292,69 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
             .map(|(k, v)| (k.trim_start_matches("vnd.ocipkg.").to_string(), v))
             .collect(),
     })
+}
+
+/// Refuses, before anything is written, link metadata that every consumer
+/// would refuse (the same rules), and a pkg-config file that is not there.
+fn check_metadata(dir: &Path, metadata: &LinkMetadata) -> Result<()> {
+    let help = "fix the --link-lib, --system-lib, --framework, --include-dir or --pkg-config \
+                flag: names are letters, digits and `_ . + -`; paths are relative and inside \
+                the packed directory";
+    if let Err(e) = crate::link::check_metadata(metadata) {
+        let reason = match e {
+            Error::Refused { reason, .. } => reason,
+            other => other.to_string(),
+        };
+        return Err(Error::usage(format!("cannot pack: {reason}"), help));
+    }
+    if let Some(pc) = &metadata.pkg_config {
+        if !dir.join(pc).is_file() {
+            return Err(Error::usage(
+                format!(
+                    "cannot pack: --pkg-config {pc} is not a file in {}",
+                    dir.display()
+                ),
+                help,
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Warnings for metadata naming what the directory does not hold.
+fn missing_parts(dir: &Path, metadata: &LinkMetadata) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for include in &metadata.include_dirs {
+        if !dir.join(include).is_dir() {
+            warnings.push(format!(
+                "--include-dir {include} is not a directory of the package; consumers get no \
+                 header directory from it"
+            ));
+        }
+    }
+    let mut files = Vec::new();
+    for sub in ["lib", "lib64", "bin", ""] {
+        if let Ok(entries) = fs::read_dir(dir.join(sub)) {
+            files.extend(
+                entries
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned()),
+            );
+        }
+    }
+    for library in &metadata.libraries {
+        let name = &library.name;
+        let found = files
+            .iter()
+            .any(|f| f.starts_with(&format!("lib{name}.")) || f.starts_with(&format!("{name}.")));
+        if !found {
+            warnings.push(format!(
+                "--link-lib {name}: no lib{name}.* or {name}.* in lib/, lib64/, bin/ or the \
+                 root; consumers will fail to link it"
+            ));
+        }
+    }
+    warnings
 }
 
 /// The floor annotations of a package: for Linux GNU targets (or no

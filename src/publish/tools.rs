@@ -22,6 +22,7 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
     let mut lockfile = lockfile::Lockfile::load(dir)?;
     let created = !lockfile.exists();
     let mut locked = Vec::new();
+    let session = Session::process(false);
     for reference in references {
         let parsed = Reference::parse(reference)?;
         if parsed.digest().is_some() {
@@ -30,7 +31,11 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
                 "lock tag references (`registry/repository:tag`)",
             ));
         }
-        let fetched = Linker::new().fetch(reference)?;
+        // From the registry itself: an outage must not lock a stale digest.
+        let fetched = Linker::new().fetch_current(&session, reference)?;
+        for warning in &fetched.warnings {
+            eprintln!("warning: {warning}");
+        }
         lockfile.set(&parsed, &fetched.resolved_digest);
         locked.push((parsed.to_string(), fetched.resolved_digest));
     }

@@ -97,9 +97,9 @@ impl Config {
                     "the registry configuration {} is invalid: {e}",
                     path.display()
                 ),
-                "see the `config` module docs (or README) for its format: \
+                "see README's \"Registry configuration\" for its format: \
                  {\"registries\": {\"HOST\": {\"plain_http\", \"insecure_tls\", \"ca_certs\", \
-                 \"mirrors\"}}}",
+                 \"mirrors\", \"trust_mirror_tags\"}}}",
             )
         })?;
         Ok(Config {

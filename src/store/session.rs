@@ -99,6 +99,9 @@ impl Session {
         push: bool,
         credentials: Lookup,
     ) -> Result<Client> {
+        for name in env::PROXY_VARS {
+            let _ = self.env.get(name);
+        }
         let settings = self.config()?.registry(reference.registry());
         let plain_http = settings
             .plain_http
