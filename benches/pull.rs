@@ -110,7 +110,10 @@ fn main() {
         let _ = fs::remove_dir_all(&cache);
         let _ = fs::remove_dir_all(&naive_dir);
     }
-    let (crates, seconds) = consumer_build_cost();
+    let (crates, seconds) = consumer_build(
+        "ocipkg = { path = \"OURS\" }",
+        "link_package(\"ghcr.io/org/lib:1\").unwrap();",
+    );
     println!("consumer crate, clean `cargo build` (debug)");
     println!(
         "{:<40} {:>10.1} {:>14}",
@@ -118,42 +121,6 @@ fn main() {
         seconds,
         "-"
     );
-}
-
-/// Clean build of a consumer crate whose build.rs calls ocipkg (with
-/// `DOCS_RS` set, so nothing is fetched): (crates compiled, seconds).
-fn consumer_build_cost() -> (usize, f64) {
-    let dir = temp_dir("bench-consumer");
-    fs::create_dir_all(dir.join("src")).unwrap();
-    fs::write(
-        dir.join("Cargo.toml"),
-        format!(
-            "[package]\nname = \"bench-consumer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
-             [build-dependencies]\nocipkg = {{ path = {:?} }}\n[workspace]\n",
-            env!("CARGO_MANIFEST_DIR")
-        ),
-    )
-    .unwrap();
-    fs::write(
-        dir.join("build.rs"),
-        "fn main() { ocipkg::link_package(\"ghcr.io/org/lib:1\").unwrap(); }\n",
-    )
-    .unwrap();
-    fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
-    copy_lockfile(&dir);
-    let started = Instant::now();
-    let out = run(Command::new(env!("CARGO"))
-        .arg("build")
-        .current_dir(&dir)
-        .env("CARGO_TARGET_DIR", dir.join("target"))
-        .env("DOCS_RS", "1"));
-    let seconds = started.elapsed().as_secs_f64();
-    let compiled = String::from_utf8_lossy(&out.stderr)
-        .lines()
-        .filter(|l| l.trim_start().starts_with("Compiling"))
-        .count();
-    let _ = fs::remove_dir_all(&dir);
-    (compiled, seconds)
 }
 
 /// Runs one measurement in a child process; returns (seconds, peak RSS MiB).

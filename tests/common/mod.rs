@@ -383,6 +383,27 @@ impl ProxyRequest {
     }
 }
 
+/// The request line and headers of one HTTP request (`None` when the
+/// connection closes first); `port` is the server's own.
+pub fn read_request(reader: &mut impl std::io::BufRead, port: u16) -> Option<ProxyRequest> {
+    let mut lines = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        lines.push(line.trim_end().to_string());
+    }
+    Some(ProxyRequest {
+        line: lines.first()?.clone(),
+        headers: lines[1..].to_vec(),
+        port,
+    })
+}
+
 /// What a [`Proxy`] does with a request.
 pub enum Action {
     /// Pass it to the registry and its answer back.
@@ -410,7 +431,7 @@ impl Proxy {
     where
         F: Fn(&ProxyRequest) -> Action + Send + Sync + 'static,
     {
-        use std::io::{BufRead, BufReader, Write};
+        use std::io::{BufReader, Write};
         use std::net::TcpListener;
         use std::sync::Arc;
 
@@ -423,21 +444,8 @@ impl Proxy {
                 let policy = policy.clone();
                 std::thread::spawn(move || {
                     let mut reader = BufReader::new(client.try_clone().unwrap());
-                    let mut lines = Vec::new();
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                            return;
-                        }
-                        if line == "\r\n" {
-                            break;
-                        }
-                        lines.push(line.trim_end().to_string());
-                    }
-                    let request = ProxyRequest {
-                        line: lines[0].clone(),
-                        headers: lines[1..].to_vec(),
-                        port,
+                    let Some(request) = read_request(&mut reader, port) else {
+                        return;
                     };
                     let action = policy(&request);
                     let (strip_range, truncate, stall) = match action {
@@ -876,4 +884,44 @@ pub fn sha256_of(bytes: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256:{hex}")
+}
+
+/// Clean build of a crate whose build.rs uses ocipkg (`dependency` line,
+/// `OURS` standing for this crate's path): (crates compiled, seconds).
+pub fn consumer_build(dependency: &str, call: &str) -> (usize, f64) {
+    let dir = temp_dir("consumer-build");
+    fs::create_dir_all(dir.join("src")).unwrap();
+    let dependency = dependency.replace("OURS", env!("CARGO_MANIFEST_DIR"));
+    fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"bench-consumer\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [build-dependencies]\n{dependency}\n[workspace]\n"
+        ),
+    )
+    .unwrap();
+    // Compiled and linked, never run to the fetch.
+    fs::write(
+        dir.join("build.rs"),
+        format!("fn main() {{ if std::env::var(\"NEVER\").is_ok() {{ ocipkg::{call} }} }}\n"),
+    )
+    .unwrap();
+    fs::write(dir.join("src/main.rs"), "fn main() {}\n").unwrap();
+    let started = Instant::now();
+    let out = Command::new(env!("CARGO"))
+        .arg("build")
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .output()
+        .unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let compiled = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.trim_start().starts_with("Compiling"))
+        .count();
+    let _ = fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return (0, seconds);
+    }
+    (compiled, seconds)
 }
