@@ -477,7 +477,16 @@ fn debian_static_sqlite_links_with_the_libraries_its_pkg_config_names() {
     .unwrap();
 
     let story = Story::new("pkgconfig");
-    story.publish(&package, &reference, &[]);
+    // zstd: the build script decodes it with the pure-Rust decoder every
+    // consumer compiles (the CLI and these tests have libzstd).
+    let (layout, _) = story.publish(&package, &reference, &["--compression", "zstd"]);
+    let blobs = fs::read_dir(layout.join("blobs/sha256")).unwrap();
+    assert!(
+        blobs
+            .map(|b| fs::read(b.unwrap().path()).unwrap())
+            .any(|bytes| String::from_utf8_lossy(&bytes).contains("v1.tar+zstd")),
+        "a zstd layer"
+    );
     story.write_sys(LINK_BUILD_RS, &reference, SQLITE_FFI, "");
     story.write_app(
         r#"use foo_sys::*;

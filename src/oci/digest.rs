@@ -226,6 +226,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(feature = "producer")]
     fn hashing_writer_matches_sha256() {
         let mut w = HashingWriter::new(Vec::new());
         w.write_all(b"abc").unwrap();

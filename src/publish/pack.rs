@@ -841,7 +841,7 @@ mod tests {
 mod decode_tests {
     use super::{gzip_member, zstd_frame};
     use crate::oci::format::Compression;
-    use crate::store::decode::{decoder, gzip_member_size, zstd_content_size};
+    use crate::store::decode::{decoder_with, gzip_member_size, zstd_content_size, Zstd};
     use std::io::Write;
     use std::io::{self, Read};
 
@@ -863,10 +863,22 @@ mod decode_tests {
             .collect()
     }
 
-    fn decode_all(bytes: Vec<u8>, compression: Compression) -> io::Result<Vec<u8>> {
+    /// Both zstd decoders (the consumer's pure-Rust one, the producer's
+    /// libzstd) must agree.
+    const DECODERS: [Zstd; 2] = [Zstd::PureRust, Zstd::LibZstd];
+
+    fn decode_with(bytes: Vec<u8>, compression: Compression, zstd: Zstd) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        decoder(io::Cursor::new(bytes), compression)?.read_to_end(&mut out)?;
+        decoder_with(io::Cursor::new(bytes), compression, zstd)?.read_to_end(&mut out)?;
         Ok(out)
+    }
+
+    /// What each zstd decoder makes of `bytes`.
+    fn decode_all(bytes: Vec<u8>, compression: Compression) -> Vec<io::Result<Vec<u8>>> {
+        DECODERS
+            .iter()
+            .map(|&zstd| decode_with(bytes.clone(), compression, zstd))
+            .collect()
     }
 
     #[test]
@@ -875,7 +887,9 @@ mod decode_tests {
         let packed = gzip_pieces(&data, 100_000);
         let first = gzip_member(&data[..100_000], 1).unwrap();
         assert_eq!(gzip_member_size(&packed), Some(first.len()));
-        assert_eq!(decode_all(packed.clone(), Compression::Gzip).unwrap(), data);
+        for decoded in decode_all(packed.clone(), Compression::Gzip) {
+            assert!(decoded.unwrap() == data);
+        }
         // Every other gzip reader still reads one stream.
         let mut plain = Vec::new();
         flate2::read::MultiGzDecoder::new(&packed[..])
@@ -891,7 +905,9 @@ mod decode_tests {
         encoder.write_all(&data).unwrap();
         let packed = encoder.finish().unwrap();
         assert_eq!(gzip_member_size(&packed), None);
-        assert_eq!(decode_all(packed, Compression::Gzip).unwrap(), data);
+        for decoded in decode_all(packed, Compression::Gzip) {
+            assert!(decoded.unwrap() == data);
+        }
     }
 
     #[test]
@@ -903,9 +919,13 @@ mod decode_tests {
             Some(250_000),
             "frames state their size"
         );
-        assert_eq!(decode_all(packed, Compression::Zstd).unwrap(), data);
+        for decoded in decode_all(packed, Compression::Zstd) {
+            assert!(decoded.unwrap() == data);
+        }
         let one = zstd_pieces(&data, data.len());
-        assert_eq!(decode_all(one, Compression::Zstd).unwrap(), data);
+        for decoded in decode_all(one, Compression::Zstd) {
+            assert!(decoded.unwrap() == data);
+        }
     }
 
     #[test]
@@ -923,10 +943,11 @@ mod decode_tests {
             for b in &mut packed[middle..middle + 64] {
                 *b ^= 0x5a;
             }
-            let decoded = decode_all(packed, compression);
-            match compression {
-                Compression::Gzip => assert!(decoded.is_err()),
-                _ => assert!(decoded.is_err() || decoded.unwrap() != data),
+            for decoded in decode_all(packed.clone(), compression) {
+                match compression {
+                    Compression::Gzip => assert!(decoded.is_err()),
+                    _ => assert!(decoded.is_err() || decoded.unwrap() != data),
+                }
             }
         }
     }
@@ -940,7 +961,9 @@ mod decode_tests {
                 _ => zstd_pieces(&data, 250_000),
             };
             packed.truncate(packed.len() - 1000);
-            assert!(decode_all(packed, compression).is_err(), "{compression:?}");
+            for (decoded, zstd) in decode_all(packed.clone(), compression).iter().zip(DECODERS) {
+                assert!(decoded.is_err(), "{compression:?} {zstd:?}");
+            }
         }
     }
 
@@ -949,7 +972,7 @@ mod decode_tests {
         let mut member = gzip_member(b"hello", 6).unwrap();
         let len = member.len();
         member[len - 4..].copy_from_slice(&(1u32 << 30).to_le_bytes());
-        let err = decode_all(member, Compression::Gzip).unwrap_err();
+        let err = decode_with(member, Compression::Gzip, Zstd::DEFAULT).unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidData, "{err}");
     }
 }

@@ -898,7 +898,8 @@ impl Source for Client {
     }
 }
 
-#[cfg(test)]
+/// The upload and pagination helpers are the producer's.
+#[cfg(all(test, feature = "producer"))]
 mod tests {
     use super::*;
 
