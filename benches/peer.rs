@@ -6,7 +6,10 @@
 //! - pack wall time and layer size (gzip, zstd at the default level and at
 //!   the highest, plus a zstd level table);
 //! - cold pull + verify + unpack into an empty cache: wall time and peak RSS
-//!   (GNU `time`), the median of interleaved rounds;
+//!   (GNU `time`), the median of interleaved rounds; `ocipkg pull` (the CLI,
+//!   which has libzstd) and, for zstd, `examples/fetch.rs` built without
+//!   features: the consumer API with the pure-Rust decoder, as a -sys crate's
+//!   build script runs it;
 //! - the clean compile of a consumer crate with only ocipkg as
 //!   build-dependency, next to one depending on crates.io `ocipkg` 0.4.0.
 //!
@@ -38,6 +41,7 @@ fn main() {
         .unwrap_or(3);
     let quick = setting("OCIPKG_BENCH_QUICK").is_some();
     let upstream = locate_upstream();
+    let fetcher = consumer_fetcher();
     let registry = Registry::start();
     let host = format!("localhost:{}", registry.port);
     let dir = toolchain_package();
@@ -88,15 +92,20 @@ fn main() {
     // Cold pulls, interleaved.
     let mut ours_gzip = Vec::new();
     let mut ours_zstd = Vec::new();
+    let mut consumer_zstd = Vec::new();
     let mut upstream_pull = Vec::new();
     for _ in 0..rounds {
         ours_gzip.push(pull_ours(&format!("{host}/bench/gzip:1")));
         ours_zstd.push(pull_ours(&format!("{host}/bench/zstd:1")));
+        if let Some(bin) = &fetcher {
+            consumer_zstd.push(pull_consumer(bin, &format!("{host}/bench/zstd:1")));
+        }
         if let Some(bin) = &upstream {
             upstream_pull.push(pull_upstream(bin, &format!("{host}/bench/upstream:1")));
         }
     }
     let (gzip_pull, zstd_pull) = (median(&ours_gzip), median(&ours_zstd));
+    let consumer_pull = (!consumer_zstd.is_empty()).then(|| median(&consumer_zstd));
     let up_pull = (!upstream_pull.is_empty()).then(|| median(&upstream_pull));
 
     let ratio = |ours: f64, theirs: Option<f64>| match theirs {
@@ -136,6 +145,9 @@ fn main() {
         Some(&zstd),
         Some(zstd_pull),
     );
+    if let Some(pull) = consumer_pull {
+        row("  the same, build script", None, Some(pull));
+    }
     if let Some(max) = &zstd_max {
         row(&format!("ocipkg zstd (level {max_level})"), Some(max), None);
     }
@@ -173,6 +185,13 @@ fn main() {
             "link_package(\"x\").unwrap();",
         );
         let theirs = consumer_build("ocipkg = \"=0.4.0\"", "link_package(\"x\").unwrap();");
+        let floor = consumer_build(
+            &format!(
+                "ocipkg = {{ path = {:?}, package = \"ocipkg-floor\" }}",
+                floor_crate()
+            ),
+            "link_package(\"x\").unwrap();",
+        );
         println!("consumer crate, clean `cargo build` (debug, only ocipkg as build-dependency):");
         println!(
             "  ocipkg (this crate):  {:>3} crates {:>6.1} s",
@@ -185,6 +204,16 @@ fn main() {
             ),
             _ => println!("  crates.io ocipkg 0.4.0: could not be built here"),
         }
+        println!(
+            "  floor (ocipkg's required dependencies, same features, empty lib): {:>3} crates \
+             {:>6.1} s{}",
+            floor.0,
+            floor.1,
+            match theirs {
+                (n, s) if n > 0 => format!("  ({:.2}x)", floor.1 / s),
+                _ => String::new(),
+            }
+        );
     }
 }
 
@@ -281,6 +310,73 @@ fn pull_ours(reference: &str) -> (f64, f64) {
     let measured = timed(
         ocipkg()
             .args(["pull", reference])
+            .env("OCIPKG_CACHE_DIR", &cache),
+    );
+    let _ = fs::remove_dir_all(&cache);
+    measured
+}
+
+/// A crate with exactly ocipkg's non-optional dependencies (same versions
+/// and features) and an empty library: what no consumer build can go below.
+fn floor_crate() -> PathBuf {
+    let manifest = read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml"));
+    let dependencies: Vec<&str> = manifest
+        .split("\n[dependencies]\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n[").next())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.contains("optional = true"))
+        .collect();
+    let dir = temp_dir("bench-floor");
+    fs::create_dir_all(dir.join("src")).unwrap();
+    fs::write(
+        dir.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"ocipkg-floor\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\
+             [dependencies]\n{}\n",
+            dependencies.join("\n")
+        ),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("src/lib.rs"),
+        "pub fn link_package(_: &str) -> Result<(), ()> { Ok(()) }\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// `examples/fetch.rs` built without features (the consumer's decoders).
+fn consumer_fetcher() -> Option<PathBuf> {
+    let manifest_dir = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target = manifest_dir.join("target/bench-consumer");
+    let status = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--example",
+            "fetch",
+            "--target-dir",
+        ])
+        .arg(&target)
+        .current_dir(manifest_dir)
+        .status();
+    match status {
+        Ok(s) if s.success() => Some(target.join("release/examples/fetch")),
+        _ => {
+            println!("note: examples/fetch.rs did not build; no build-script row");
+            None
+        }
+    }
+}
+
+fn pull_consumer(bin: &Path, reference: &str) -> (f64, f64) {
+    let cache = temp_dir("bench-fetch-cache");
+    let measured = timed(
+        Command::new(bin)
+            .arg(reference)
             .env("OCIPKG_CACHE_DIR", &cache),
     );
     let _ = fs::remove_dir_all(&cache);
