@@ -943,6 +943,66 @@ fn a_zstd_bomb_stops_at_the_unpacked_size_limit() {
     );
 }
 
+/// The layer `ocipkg pack` writes for 12 MiB of library-like bytes (three
+/// 4 MiB pieces), with 64 bytes in the middle piece flipped.
+fn packed_layer_corrupted_in_the_middle(compression: &str) -> Vec<u8> {
+    let dir = temp_dir(&format!("corrupt-{compression}"));
+    fs::create_dir_all(dir.join("lib")).unwrap();
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let bytes: Vec<u8> = (0..12 << 20)
+        .map(|i: u32| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1);
+            // Runs of one byte between random ones: compressible, not trivial.
+            if i % 16 < 12 {
+                (i / 4096) as u8
+            } else {
+                (state >> 56) as u8
+            }
+        })
+        .collect();
+    fs::write(dir.join("lib/libbig.a"), &bytes).unwrap();
+    let layout = temp_dir(&format!("corrupt-{compression}-layout")).join("oci");
+    run(ocipkg()
+        .arg("pack")
+        .arg(&dir)
+        .args(["--tag", "x/y:1", "--compression", compression, "--output"])
+        .arg(&layout));
+    let mut blob = fs::read_dir(layout.join("blobs/sha256"))
+        .unwrap()
+        .map(|e| fs::read(e.unwrap().path()).unwrap())
+        .max_by_key(|b| b.len())
+        .unwrap();
+    assert!(blob.len() > 1 << 20, "{}", blob.len());
+    let middle = blob.len() / 2;
+    for b in &mut blob[middle..middle + 64] {
+        *b ^= 0x5a;
+    }
+    blob
+}
+
+#[test]
+fn a_corrupt_piece_in_the_middle_of_a_layer_fails_the_pull_and_caches_nothing() {
+    // The registry serves the corrupt layer under its own (matching) digest:
+    // the producer wrote it so. Decoding must fail; nothing may land.
+    let scene = Scene::new();
+    for (compression, media_type) in [("gzip", TAR_GZ), ("zstd", TAR_ZSTD)] {
+        let layer = Layer {
+            media_type,
+            blob: packed_layer_corrupted_in_the_middle(compression),
+            title: None,
+        };
+        let reference = scene.publish(
+            &format!("evil/corrupt-{compression}:1"),
+            vec![tar_layer(&honest()), layer],
+            None,
+        );
+        let err = scene.refused(&reference, "layer");
+        assert!(err.lines().count() >= 2, "a multi-line error: {err}");
+    }
+}
+
 #[test]
 fn a_soname_chain_package_links_and_runs() {
     let registry = Registry::start();

@@ -564,16 +564,17 @@ fn parallel_blocks(
 
 /// One zstd frame (libzstd), stating its decoded size in its header so
 /// consumers can decode frames in parallel; the window never exceeds the
-/// block, so a consumer's memory stays small.
+/// block, so a consumer's memory stays small. Its checksum (4 bytes) lets a
+/// consumer tell a corrupt frame from the one packed (gzip members have
+/// their CRC).
 pub(crate) fn zstd_frame(block: &[u8], level: i32) -> io::Result<Vec<u8>> {
     let mut compressor = zstd::bulk::Compressor::new(level)?;
     compressor.include_contentsize(true)?;
-    compressor.include_checksum(false)?;
+    compressor.include_checksum(true)?;
     compressor.window_log(22)?; // 4 MiB: one block
     compressor.compress(block)
 }
 
-/// One zstd frame (pure Rust, fastest level) in builds without the producer's libzstd.
 /// One gzip member recording its own size in a header extra field
 /// (subfield `op`, as BGZF does), so consumers can find and decode members
 /// in parallel; other readers skip the field. No name, time 0: reproducible.
@@ -929,10 +930,11 @@ mod decode_tests {
     }
 
     #[test]
-    fn a_corrupt_member_in_the_middle_is_never_taken_for_the_original() {
-        // gzip members carry a CRC: decoding fails. zstd frames carry none
-        // (the layer's sha256 is what proves integrity, checked on every
-        // pull): decoding fails or yields other bytes, never the original.
+    fn a_corrupt_member_in_the_middle_fails_to_decode() {
+        // gzip members carry a CRC, the producer's zstd frames a checksum:
+        // decoding fails with both decoders (the layer's sha256, checked on
+        // every pull, proves the bytes are the ones published; this proves
+        // they decode to what was packed).
         let data = sample();
         for compression in [Compression::Gzip, Compression::Zstd] {
             let mut packed = match compression {
@@ -943,12 +945,31 @@ mod decode_tests {
             for b in &mut packed[middle..middle + 64] {
                 *b ^= 0x5a;
             }
-            for decoded in decode_all(packed.clone(), compression) {
-                match compression {
-                    Compression::Gzip => assert!(decoded.is_err()),
-                    _ => assert!(decoded.is_err() || decoded.unwrap() != data),
-                }
+            for (decoded, zstd) in decode_all(packed.clone(), compression).iter().zip(DECODERS) {
+                assert!(decoded.is_err(), "{compression:?} {zstd:?}");
             }
+        }
+    }
+
+    #[test]
+    fn a_zstd_stream_from_another_tool_decodes_and_its_checksum_is_checked() {
+        // One frame without a decoded size (as `zstd` or containers/image
+        // write it): decoded as a stream; its checksum still counts.
+        let data = sample();
+        let mut encoder = zstd::stream::Encoder::new(Vec::new(), 3).unwrap();
+        encoder.include_checksum(true).unwrap();
+        encoder.write_all(&data).unwrap();
+        let mut packed = encoder.finish().unwrap();
+        assert_eq!(zstd_content_size(&packed), None);
+        for decoded in decode_all(packed.clone(), Compression::Zstd) {
+            assert!(decoded.unwrap() == data);
+        }
+        let middle = packed.len() / 2;
+        for b in &mut packed[middle..middle + 64] {
+            *b ^= 0x5a;
+        }
+        for (decoded, zstd) in decode_all(packed, Compression::Zstd).iter().zip(DECODERS) {
+            assert!(decoded.is_err(), "{zstd:?}");
         }
     }
 

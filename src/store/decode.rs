@@ -10,7 +10,8 @@
 //!   (subfield `op`, 4 bytes, little-endian: the member's size in bytes, as
 //!   BGZF does), which readers that do not know it skip;
 //! - a zstd frame's length follows from its header and block headers, and
-//!   its header states its decoded size.
+//!   its header states its decoded size. Its checksum, when it has one, is
+//!   checked (libzstd does so itself; for ruzstd it is compared here).
 //!
 //! Layers from other tools (one large gzip member, one zstd frame, no size
 //! field) are decoded on one thread, as a stream.
@@ -354,15 +355,29 @@ fn decode_zstd_rust(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     // The frame states its size (at most PIECE_LIMIT, checked when it was
     // split off): decode it in one go into a buffer of that size; a frame
     // producing more fails instead of growing the buffer.
-    let decoded = frame_decoder.decode_all_to_vec(frame, &mut out);
+    let decoded = frame_decoder
+        .decode_all_to_vec(frame, &mut out)
+        .map_err(|e| invalid(e.to_string()))
+        .and_then(|()| check_ruzstd_checksum(&frame_decoder));
     DECODER.with(|d| *d.borrow_mut() = Some(frame_decoder));
-    decoded.map_err(|e| invalid(e.to_string()))?;
+    decoded?;
     if out.len() != declared {
         return Err(invalid(
             "a zstd frame decodes to another size than it states",
         ));
     }
     Ok(out)
+}
+
+/// A frame's checksum, when it has one, against what ruzstd decoded
+/// (libzstd checks it by itself).
+fn check_ruzstd_checksum(decoder: &ruzstd::decoding::FrameDecoder) -> io::Result<()> {
+    match decoder.get_checksum_from_data() {
+        Some(stated) if Some(stated) != decoder.get_calculated_checksum() => Err(invalid(
+            "a zstd frame decodes to other bytes than its checksum says (a corrupt layer)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// With the `libzstd` feature: the same, by the C library (about four
@@ -559,8 +574,9 @@ impl<R: io::BufRead> Read for ZstdFrames<R> {
                 if n > 0 {
                     return Ok(n);
                 }
-                // This frame is done: take the reader back for the next one.
+                // This frame is done: check it, take the reader back for the next one.
                 if let Some(decoder) = self.decoder.take() {
+                    check_ruzstd_checksum(&decoder.decoder)?;
                     self.reader = Some(decoder.into_inner());
                 }
             }
