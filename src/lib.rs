@@ -100,7 +100,9 @@
 //! `application/vnd.ocipkg.v1.artifact`; a config of media type
 //! `application/vnd.ocipkg.config.v1+json` holding link metadata
 //! (`libraries` in link order with `kind` static/dylib, `system_libraries`,
-//! `frameworks`, `include_dirs`, `pkg_config`), or the OCI empty config; and
+//! `frameworks`, `include_dirs`, `pkg_config`, and `root_dir`: the directory
+//! of the tree holding `lib/` and `include/`, from `ocipkg pack --root-dir`),
+//! or the OCI empty config; and
 //! `tar+gzip` or `tar+zstd` layers (also plain tar, Docker layers, ORAS file
 //! layers, upstream ocipkg layers) holding `lib/`, `include/`, …. A
 //! pkg-config file (named, or found in `lib/pkgconfig`) adds its `Libs`,

@@ -40,6 +40,37 @@ fn c_static_library_is_packed_pushed_linked_and_run() {
 }
 
 #[test]
+fn a_package_packed_under_a_root_dir_is_linked_from_there() {
+    let registry = Registry::start();
+    let staged = stage_c_package("rooted-c-pkg");
+    let reference = format!("{}/rooted/answer:1", registry.host());
+    let layout = staged.with_extension("oci");
+    run(ocipkg()
+        .arg("pack")
+        .arg(&staged)
+        .args(["--tag", &reference, "--root-dir", "/opt/answer", "-o"])
+        .arg(&layout));
+    run(ocipkg().arg("push").arg(&layout));
+
+    let cache = temp_dir("cache-rooted");
+    let package = link_in(&cache, &reference).unwrap();
+    assert!(package.root().ends_with("root/opt/answer"), "{package:?}");
+    assert_eq!(package.libraries()[0].name(), "answer");
+    assert_eq!(package.include_dir(), package.root().join("include"));
+    let lines: Vec<String> = package.directives().iter().map(|d| d.to_string()).collect();
+    assert!(
+        lines.contains(&format!("cargo:root={}", package.root().display())),
+        "{lines:?}"
+    );
+
+    let consumer = consumer_crate("consumer-rooted");
+    let out = run(cargo(&consumer, &cache)
+        .arg("run")
+        .env("CONSUMER_REF", &reference));
+    assert_eq!(stdout(&out).trim(), "answer=41");
+}
+
+#[test]
 fn rust_static_example_is_published_with_cargo_ocipkg_and_runs() {
     let registry = Registry::start();
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/static/rust");

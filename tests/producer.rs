@@ -377,6 +377,11 @@ fn root_dir_owner_and_annotations_are_applied() {
         annotations["org.opencontainers.image.created"],
         "2023-11-14T22:13:20Z"
     );
+    // The config records the root dir, so consumers find lib/ under it.
+    let config = manifest["config"]["digest"].as_str().unwrap();
+    let config: serde_json::Value =
+        serde_json::from_str(&read(&layout.join("blobs/sha256").join(&config[7..]))).unwrap();
+    assert_eq!(config, serde_json::json!({"root_dir": "opt/answer"}));
     let layer = manifest["layers"][0]["digest"].as_str().unwrap();
     let blob = fs::File::open(layout.join("blobs/sha256").join(&layer[7..])).unwrap();
     let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(blob));

@@ -266,7 +266,10 @@ struct PackArgs {
     /// (fastest) to 19 (smallest), default 9.
     #[arg(long, value_name = "LEVEL")]
     level: Option<u32>,
-    /// Place the files under this directory of the package (e.g. /opt/foo).
+    /// Place the files under this directory of the package tree (e.g.
+    /// /opt/foo, as a container image would have them); the package records
+    /// it, so consumers find lib/ and include/ there. Paths given to the
+    /// other flags stay relative to DIR.
     #[arg(long, value_name = "DIR", default_value = "")]
     root_dir: String,
     /// Owner uid of every file (default 0).
@@ -355,6 +358,7 @@ impl PackArgs {
             frameworks: self.frameworks.clone(),
             include_dirs: self.include_dirs.clone(),
             pkg_config: self.pkg_config.clone(),
+            root_dir: None, // the packer records --root-dir
         });
         if let Some(target) = &self.target {
             packer.target(target);

@@ -190,7 +190,8 @@ impl Linker {
                 }
                 directives.extend(warnings.into_iter().map(Directive::Warning));
                 let metadata = read_metadata(cached.dir())?;
-                (cached.root, Some(cached.manifest_digest), metadata)
+                let root = package_root(cached.root, &metadata)?;
+                (root, Some(cached.manifest_digest), metadata)
             }
         };
         let prefer = preferred_kind(&parsed, env)?;
@@ -373,7 +374,8 @@ pub(crate) fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
                 .pkg_config
                 .iter()
                 .map(|p| ("pkg_config", p.as_str())),
-        );
+        )
+        .chain(metadata.root_dir.iter().map(|p| ("root_dir", p.as_str())));
     for (field, path) in paths {
         let inside = Path::new(path).components().all(|c| {
             matches!(
@@ -390,6 +392,27 @@ pub(crate) fn check_metadata(metadata: &LinkMetadata) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The package root in the unpacked `tree`: the directory the link
+/// metadata's `root_dir` names (`ocipkg pack --root-dir`), else the tree.
+fn package_root(tree: PathBuf, metadata: &LinkMetadata) -> Result<PathBuf> {
+    let Some(dir) = &metadata.root_dir else {
+        return Ok(tree);
+    };
+    let root = tree.join(dir);
+    if !root.is_dir() {
+        return Err(Error::invalid(
+            "the package's link metadata (config)",
+            format!(
+                "its `root_dir` is `{}`, but the package has no such directory (it was \
+                 unpacked into {})",
+                dir.escape_debug(),
+                tree.display()
+            ),
+        ));
+    }
+    Ok(root)
 }
 
 /// The package's header directories that exist: those the metadata names,
@@ -578,7 +601,8 @@ impl Package {
     pub fn reference(&self) -> &str {
         &self.reference
     }
-    /// The unpacked package tree.
+    /// The package root: the unpacked tree, or the directory of it that the
+    /// producer packed the files under (`ocipkg pack --root-dir`).
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -623,6 +647,42 @@ mod tests {
         assert!(package.libraries().is_empty());
         assert!(package.directives().is_empty());
         assert_eq!(package.manifest_digest(), None);
+    }
+
+    #[test]
+    fn a_root_dir_must_stay_inside_the_package_and_exist() {
+        for bad in ["../x", "/opt/foo", "opt/../../x"] {
+            let metadata = LinkMetadata {
+                root_dir: Some(bad.into()),
+                ..LinkMetadata::default()
+            };
+            let err = check_metadata(&metadata).unwrap_err().to_string();
+            assert!(err.contains("`root_dir`"), "{bad}: {err}");
+        }
+        let tree = std::env::temp_dir().join(format!("ocipkg-root-test-{}", std::process::id()));
+        std::fs::create_dir_all(tree.join("opt/foo/lib")).unwrap();
+        let metadata = LinkMetadata {
+            root_dir: Some("opt/foo".into()),
+            ..LinkMetadata::default()
+        };
+        check_metadata(&metadata).unwrap();
+        assert_eq!(
+            package_root(tree.clone(), &metadata).unwrap(),
+            tree.join("opt/foo")
+        );
+        assert_eq!(
+            package_root(tree.clone(), &LinkMetadata::default()).unwrap(),
+            tree
+        );
+        let missing = LinkMetadata {
+            root_dir: Some("opt/bar".into()),
+            ..LinkMetadata::default()
+        };
+        let err = package_root(tree.clone(), &missing)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("`opt/bar`") && err.contains("help:"), "{err}");
+        std::fs::remove_dir_all(&tree).unwrap();
     }
 
     #[test]

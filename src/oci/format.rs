@@ -22,14 +22,17 @@
 //!   "system_libraries": ["stdc++", "m"],
 //!   "frameworks": ["Security"],
 //!   "include_dirs": ["include"],
-//!   "pkg_config": "lib/pkgconfig/foo.pc"
+//!   "pkg_config": "lib/pkgconfig/foo.pc",
+//!   "root_dir": "opt/foo"
 //! }
 //! ```
 //!
 //! `libraries` are linked in the order given (default: every library found);
 //! `kind` is `static` or `dylib` (default: static when both exist).
 //! `system_libraries` are linked from the system after them; `frameworks`
-//! on Apple targets only. Paths are relative to the package root.
+//! on Apple targets only. `root_dir` (from `ocipkg pack --root-dir`) is the
+//! directory of the unpacked tree that is the package root (default: the
+//! tree itself); the other paths are relative to that root.
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +82,13 @@ pub struct LinkMetadata {
     /// A pkg-config file, relative to the package root.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pkg_config: Option<String>,
+    /// The directory of the unpacked tree that is the package root (holding
+    /// `lib/`, `include/`, ...), relative, e.g. `opt/foo` for a package packed
+    /// with `ocipkg pack --root-dir /opt/foo`; absent: the tree itself. The
+    /// other paths are relative to it. Packing sets it from
+    /// `Packer::root_dir` (replacing any value given here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub root_dir: Option<String>,
 }
 
 impl LinkMetadata {

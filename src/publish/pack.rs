@@ -116,7 +116,8 @@ impl Packer {
     }
 
     /// Places the files under this directory of the package tree (e.g.
-    /// `/opt/foo`) instead of its root.
+    /// `/opt/foo`) instead of its root, and records it in the link metadata
+    /// (`root_dir`), so consumers find `lib/` and `include/` there.
     pub fn root_dir(&mut self, dir: impl Into<String>) -> &mut Self {
         self.root_dir = dir.into();
         self
@@ -197,12 +198,23 @@ fn pack_with(options: &Packer, dir: &Path, reference: &str, output: &Path) -> Re
 
     let (layer_digest, layer_size, _) =
         write_layer(&layout, dir, &root_dir, stamp, options.compression)?;
-    let (config_media_type, config_bytes) = if options.metadata.is_empty() {
+    // Consumers look for lib/ and include/ under the recorded root dir.
+    let metadata = LinkMetadata {
+        root_dir: (!root_dir.as_os_str().is_empty()).then(|| {
+            let parts: Vec<String> = root_dir
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            parts.join("/")
+        }),
+        ..options.metadata.clone()
+    };
+    let (config_media_type, config_bytes) = if metadata.is_empty() {
         (MediaType::EmptyJSON, format::EMPTY_CONFIG.to_vec())
     } else {
         (
             MediaType::from(format::CONFIG_MEDIA_TYPE),
-            canonical_json(&options.metadata)?,
+            canonical_json(&metadata)?,
         )
     };
     let config_digest = layout.write_blob(&config_bytes)?;
