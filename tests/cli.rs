@@ -193,3 +193,46 @@ fn progress_shows_on_a_terminal_only() {
     let text = stdout(&out);
     assert!(text.contains("MiB"), "{text}");
 }
+
+#[test]
+fn login_and_logout_print_json_too() {
+    let registry = Registry::start();
+    let home = temp_dir("home-json");
+    let docker = home.join(".docker");
+    let isolated = || {
+        let mut cmd = ocipkg();
+        cmd.env("HOME", &home)
+            .env("DOCKER_CONFIG", &docker)
+            .env("XDG_RUNTIME_DIR", home.join("run"));
+        cmd
+    };
+    let out = {
+        use std::io::Write;
+        let mut child = isolated()
+            .args(["--json", "login", &registry.host(), "-u", "me"])
+            .arg("--password-stdin")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(b"secret\n").unwrap();
+        child.wait_with_output().unwrap()
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let expected = serde_json::json!({
+        "registry": registry.host(),
+        "credentials_file": docker.join("config.json"),
+    });
+    let login: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(login, expected);
+    let out = run(isolated().args(["logout", "--json", &registry.host()]));
+    let logout: serde_json::Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
+    assert_eq!(logout, expected);
+}

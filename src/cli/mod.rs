@@ -17,8 +17,8 @@ use crate::error::{Error, Result};
 #[derive(Parser)]
 #[command(name = "ocipkg", version, about, long_about)]
 struct Ocipkg {
-    /// Print the result as JSON on stdout (pack, push, pull, inspect, list,
-    /// prune, save, load, tags, lock).
+    /// Print the result as JSON on stdout (every command; errors stay text
+    /// on stderr).
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -538,17 +538,31 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
         } => {
             let password = read_password(password_stdin)?;
             let path = crate::publish::login(&registry, &username, &password)?;
-            println!(
-                "logged in to {registry}; credentials stored in {}",
-                path.display()
-            );
+            let stored = Credentials {
+                registry,
+                credentials_file: path,
+            };
+            show(json, &stored, |s| {
+                println!(
+                    "logged in to {}; credentials stored in {}",
+                    s.registry,
+                    s.credentials_file.display()
+                )
+            })?;
         }
         OcipkgCommand::Logout { registry } => {
             let path = crate::publish::logout(&registry)?;
-            println!(
-                "removed the credentials of {registry} from {}",
-                path.display()
-            );
+            let removed = Credentials {
+                registry,
+                credentials_file: path,
+            };
+            show(json, &removed, |r| {
+                println!(
+                    "removed the credentials of {} from {}",
+                    r.registry,
+                    r.credentials_file.display()
+                )
+            })?;
         }
         OcipkgCommand::Image(args) => {
             let ImageArgs {
@@ -614,6 +628,15 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// What `login` stored or `logout` removed (`--json`).
+#[derive(serde::Serialize)]
+struct Credentials {
+    /// The registry as given on the command line.
+    registry: String,
+    /// Docker's config file that holds (or held) the credentials.
+    credentials_file: PathBuf,
 }
 
 fn print_inspection(i: &crate::publish::Inspection) {
