@@ -158,6 +158,16 @@ fn every_command_has_help_with_an_example_and_bad_arguments_exit_2() {
     for command in ["build", "publish"] {
         let help = stdout(&run(cargo_ocipkg().args([command, "--help"])));
         assert!(help.contains("--target"), "{command}: {help}");
+        assert!(
+            help.contains(&format!("Example: cargo ocipkg {command}")),
+            "{command}: {help}"
+        );
+    }
+    for flag in ["-h", "--help"] {
+        let help = stdout(&run(ocipkg().arg(flag)));
+        assert!(help.contains("Example: ocipkg pack"), "{help}");
+        let help = stdout(&run(cargo_ocipkg().arg(flag)));
+        assert!(help.contains("Example: cargo ocipkg publish"), "{help}");
     }
     let out = ocipkg().args(["pull"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));

@@ -15,7 +15,14 @@ use crate::error::{Error, Result};
 /// Exit codes: 0 success, 1 failure (the message says what to do), 2 bad
 /// arguments.
 #[derive(Parser)]
-#[command(name = "ocipkg", version, about, long_about)]
+#[command(
+    name = "ocipkg",
+    version,
+    about,
+    long_about,
+    after_help = "Example: ocipkg pack ./dist --tag ghcr.io/org/libfoo:1.2 -o libfoo.tar && \
+                  ocipkg push libfoo.tar"
+)]
 struct Ocipkg {
     /// Print the result as JSON on stdout (every command; errors stay text
     /// on stderr).
@@ -170,7 +177,14 @@ enum OcipkgCommand {
 #[command(name = "cargo", bin_name = "cargo")]
 enum CargoCli {
     /// ocipkg's cargo subcommands.
-    #[command(subcommand, version, about)]
+    #[command(
+        subcommand,
+        version,
+        about,
+        after_help = "Example: cargo ocipkg publish --release --tag 1.2   (in the directory of a \
+                      package with crate-type \"staticlib\" and [package.metadata.ocipkg] \
+                      registry = \"ghcr.io/org/libfoo\")"
+    )]
     Ocipkg(CargoCommand),
 }
 
@@ -185,8 +199,12 @@ enum CargoCommand {
     /// under one tag makes a multi-platform package. `system-libraries` and
     /// `frameworks` in the same table become its link metadata. The layout
     /// is written to `<target-dir>/ocipkg/<package>`.
+    ///
+    /// Example: cargo ocipkg build --release --target x86_64-unknown-linux-gnu
     Build(BuildArgs),
     /// Like `build`, then push the package to its registry.
+    ///
+    /// Example: cargo ocipkg publish --release --tag 1.2
     Publish(BuildArgs),
 }
 
