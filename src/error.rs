@@ -429,7 +429,8 @@ impl fmt::Display for Error {
                 "ocipkg: {action} failed: {detail}\n  \
                  help: check that the registry is reachable from this machine. Registries other \
                  than loopback ones are reached over HTTPS; list a plain-HTTP registry in \
-                 OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]) or give it \
+                 OCIPKG_INSECURE_REGISTRIES (comma-separated host[:port]; a host alone \
+                 matches every port) or give it \
                  `plain_http: true` in the registry configuration (OCIPKG_CONFIG) to use HTTP. \
                  To build from the cache alone, set OCIPKG_OFFLINE=1 (or \
                  CARGO_NET_OFFLINE=true, which cargo honours too)."

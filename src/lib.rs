@@ -46,7 +46,7 @@
 //! | `DOCS_RS` | set by docs.rs: fetch and link nothing |
 //! | `OCIPKG_AUTH_<HOST>`, `OCIPKG_USERNAME`, `OCIPKG_PASSWORD`, `DOCKER_CONFIG`, `XDG_RUNTIME_DIR` | credentials: see [Credentials](#credentials) |
 //! | `OCIPKG_CONFIG` | the registry configuration file (see [Registry configuration](#registry-configuration)) |
-//! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are) |
+//! | `OCIPKG_INSECURE_REGISTRIES` | comma-separated `host[:port]` reached over plain HTTP (loopback registries always are): `host` alone is every port of it, `host:port` that port only |
 //! | `TARGET`, `HOST`, `CARGO_CFG_TARGET_OS`, `CARGO_CFG_TARGET_ENV` | set by cargo: the target whose build and library names are chosen, and whether the build is native |
 //! | `OCIPKG_TARGET_GLIBC` | the glibc of the oldest system the build must run on (`2.31`); packages needing a newer one are not linked. Default: this system's, for a native Linux GNU build |
 //! | `OCIPKG_MAX_UNPACKED_MIB`, `OCIPKG_MAX_EXPANSION`, `OCIPKG_MAX_FILES` | limits of what one package may unpack to: MiB (default 4096), unpacked bytes per compressed byte past 64 MiB (default 100), entries (default 100000) |

@@ -113,9 +113,51 @@ impl Config {
     }
 }
 
+/// Whether `OCIPKG_INSECURE_REGISTRIES` (comma-separated `host[:port]`)
+/// lists `registry` (as written in references, with its port) or the host
+/// serving its API: an entry with a port matches that port only, an entry
+/// without one every port of its host.
+pub(crate) fn listed_insecure(list: &str, registry: &str, api_host: &str) -> bool {
+    let matches = |entry: &str, registry: &str| {
+        let host = crate::oci::reference::host_of(entry);
+        if host.len() == entry.len() {
+            host.eq_ignore_ascii_case(crate::oci::reference::host_of(registry))
+        } else {
+            entry.eq_ignore_ascii_case(registry)
+        }
+    };
+    list.split(',')
+        .map(str::trim)
+        .filter(|entry| !entry.is_empty())
+        .any(|entry| matches(entry, registry) || matches(entry, api_host))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn insecure_hosts_match_every_port_and_host_ports_one() {
+        let listed = |list: &str, registry: &str| listed_insecure(list, registry, registry);
+        assert!(listed("registry.lan", "registry.lan"));
+        assert!(listed("registry.lan", "registry.lan:5000"));
+        assert!(listed("other, Registry.LAN", "registry.lan:5001"));
+        assert!(listed("registry.lan:5000", "registry.lan:5000"));
+        assert!(!listed("registry.lan:5000", "registry.lan:5001"));
+        assert!(!listed("registry.lan:5000", "registry.lan"));
+        assert!(!listed("registry.lan", "registry.lan.example"));
+        assert!(!listed("lan", "registry.lan"));
+        assert!(!listed("", "registry.lan"));
+        assert!(listed("[fd00::1]", "[fd00::1]:5000"));
+        assert!(listed("[fd00::1]:5000", "[fd00::1]:5000"));
+        assert!(!listed("[fd00::1]:5000", "[fd00::1]:5001"));
+        // Docker Hub: the API host counts too.
+        assert!(listed_insecure(
+            "registry-1.docker.io",
+            "docker.io",
+            "registry-1.docker.io"
+        ));
+    }
 
     #[test]
     fn parses_entries_and_rejects_typos() {

@@ -121,12 +121,15 @@ impl Session {
     }
 
     /// Whether a registry is reached over plain HTTP by default: loopback
-    /// ones and those listed in `OCIPKG_INSECURE_REGISTRIES`.
+    /// ones and those listed in `OCIPKG_INSECURE_REGISTRIES` (a host
+    /// without a port: every port of it).
     fn insecure(&self, reference: &Reference) -> bool {
         let listed = self.env.get(env::INSECURE_REGISTRIES).is_some_and(|list| {
-            list.split(',')
-                .map(str::trim)
-                .any(|entry| entry == reference.registry() || entry == reference.api_host())
+            crate::registry::config::listed_insecure(
+                &list,
+                reference.registry(),
+                reference.api_host(),
+            )
         });
         reference.is_loopback() || listed
     }
