@@ -246,3 +246,45 @@ fn login_and_logout_print_json_too() {
         serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stdout(&out)));
     assert_eq!(logout, expected);
 }
+
+#[test]
+fn a_saved_multi_platform_package_is_pushed_whole_to_another_repository() {
+    let registry = Registry::start();
+    let reference = format!("{}/saved/answer:1", registry.host());
+    for (name, target) in [
+        ("saved-x86", "x86_64-unknown-linux-gnu"),
+        ("saved-arm", "aarch64-unknown-linux-gnu"),
+    ] {
+        let staged = stage_c_package(name);
+        fs::write(staged.join("lib/TARGET"), target).unwrap();
+        let layout = staged.with_extension("oci");
+        run(ocipkg()
+            .arg("pack")
+            .arg(&staged)
+            .args(["--tag", &reference, "--target", target, "-o"])
+            .arg(&layout));
+        run(ocipkg().arg("push").arg(&layout));
+    }
+    let cache = temp_dir("cache-saved-multi");
+    let archive = temp_dir("saved-multi").join("answer.tar");
+    let saved = json(
+        &cache,
+        &["save", &reference, "-o", archive.to_str().unwrap()],
+    );
+    let copy = format!("{}/copied/answer:2", registry.host());
+    let pushed = json(&cache, &["push", archive.to_str().unwrap(), "--tag", &copy]);
+    assert_eq!(pushed["reference"], copy.as_str());
+    assert_eq!(pushed["manifest_digest"], saved["digest"]);
+    // The copy is the same index, and each platform is there.
+    let inspected = json(&temp_dir("cache-copied"), &["inspect", &copy]);
+    assert_eq!(inspected["digest"], saved["digest"]);
+    assert_eq!(inspected["platforms"].as_array().unwrap().len(), 2);
+    for target in ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"] {
+        let out = temp_dir("copied-tree").join(target);
+        run(ocipkg()
+            .args(["pull", &copy, "--target", target, "-o"])
+            .arg(&out)
+            .env("OCIPKG_CACHE_DIR", temp_dir("cache-copied-pull")));
+        assert_eq!(read(&out.join("lib/TARGET")), target);
+    }
+}

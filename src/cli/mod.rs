@@ -49,13 +49,16 @@ enum OcipkgCommand {
         #[command(flatten)]
         pack: Box<PackArgs>,
     },
-    /// Push a layout written by `ocipkg pack` to its registry.
+    /// Push a layout written by `ocipkg pack` (or `ocipkg save`) to its
+    /// registry. A package built for one target joins the tag's
+    /// multi-platform index; a saved multi-platform package goes up whole,
+    /// with the same digest.
     ///
     /// Example: ocipkg push libfoo.tar
     Push {
         /// Layout directory or `.tar`.
         path: PathBuf,
-        /// Push to this reference instead of the one given to `pack`.
+        /// Push to this reference instead of the one given to `pack` or `save`.
         #[arg(long)]
         tag: Option<String>,
     },

@@ -2,6 +2,7 @@
 
 use crate::error::{Error, Result};
 use crate::oci::format;
+use crate::oci::manifest;
 use crate::oci::reference::Reference;
 use crate::registry::client::{Client, Upload};
 use crate::store::layout::Layout;
@@ -26,7 +27,8 @@ use crate::store::layout::canonical_json;
 pub struct Pushed {
     /// Where it was pushed (`registry/repository:tag`).
     pub reference: String,
-    /// Digest of the manifest; `reference@digest` pins exactly this package.
+    /// Digest of the manifest (of the index, for a layout holding a
+    /// multi-platform index); `reference@digest` pins exactly this package.
     pub manifest_digest: String,
     /// For a package built for one target: digest of the multi-platform
     /// index now under the tag.
@@ -38,9 +40,13 @@ pub struct Pushed {
 }
 
 /// Pushes the package in the layout at `path` (directory or `.tar`) to
-/// `reference`, or to the reference recorded by `ocipkg pack` when `None`.
+/// `reference`, or to the reference recorded by `ocipkg pack` (or `ocipkg
+/// save`) when `None`. A layout holding one manifest built for a target
+/// joins the tag's multi-platform index; one holding a whole index (`ocipkg
+/// save` of a multi-platform package) puts it under the tag as it is, with
+/// every platform's manifest, so its digest stays the same.
 pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
-    let layout = Layout::open(path)?;
+    let mut layout = Layout::open(path)?;
     let index = layout.read_index()?;
     let entries = index.manifests();
     let entry = match entries.as_slice() {
@@ -82,19 +88,52 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
                 .map_or("latest", String::as_str),
         )?,
     };
+    let what = format!("the layout {}", path.display());
     let manifest_digest = entry.digest().to_string();
-    let manifest_bytes = layout.read_blob(&manifest_digest)?;
-    let manifest = ImageManifest::from_reader(&manifest_bytes[..]).map_err(|e| {
-        Error::invalid(format!("the manifest in {}", path.display()), e.to_string())
-    })?;
+    let manifest_bytes = layout_blob(&layout, &manifest_digest, &what)?;
+    let is_index = manifest::is_index(&manifest_bytes, Some(entry.media_type().as_ref()));
+    let parse = |bytes: &[u8], digest: &str| {
+        ImageManifest::from_reader(bytes).map_err(|e| {
+            Error::invalid(
+                format!("the manifest {digest} in {}", path.display()),
+                format!("it is not an OCI image manifest: {e}"),
+            )
+        })
+    };
+    // The package's manifests: the layout's one, or each platform's of its index.
+    let mut manifests: Vec<(Descriptor, Vec<u8>, ImageManifest)> = Vec::new();
+    if is_index {
+        let index = manifest::parse_index(&manifest_bytes, &what)?;
+        for child in index.manifests() {
+            let digest = child.digest().to_string();
+            if manifest::is_index(b"", Some(child.media_type().as_ref())) {
+                return Err(Error::invalid(
+                    what,
+                    format!("its index names another index ({digest}); only one level is pushed"),
+                ));
+            }
+            layout_blob(&layout, &digest, &what)?;
+            let bytes = manifest::entry_manifest(&mut layout, child, &what)?;
+            let parsed = parse(&bytes, &digest)?;
+            manifests.push((child.clone(), bytes, parsed));
+        }
+    } else {
+        let parsed = parse(&manifest_bytes, &manifest_digest)?;
+        manifests.push((entry.clone(), manifest_bytes.clone(), parsed));
+    }
 
     let session = Session::process(false);
     // The cache remembers where blobs were seen; without one, no mounts.
     let cache = session.cache().ok();
     let (registry, repository) = (reference.registry(), reference.repository());
-    let blobs: Vec<&Descriptor> = std::iter::once(manifest.config())
-        .chain(manifest.layers().iter())
-        .collect();
+    let mut blobs: Vec<&Descriptor> = Vec::new();
+    for (_, _, manifest) in &manifests {
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
+            if !blobs.iter().any(|b| b.digest() == blob.digest()) {
+                blobs.push(blob);
+            }
+        }
+    }
     let seen_in = |digest: &str| {
         cache
             .as_ref()
@@ -110,7 +149,7 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
     sources.dedup();
     client.also_pull(sources);
     let mut missing = Vec::new();
-    for blob in blobs {
+    for blob in &blobs {
         let digest = blob.digest().to_string();
         if client.has_blob(&digest)? {
             continue;
@@ -138,13 +177,28 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         .count();
     let mounted_blobs = done.len() - uploaded_blobs;
     if let Some(cache) = &cache {
-        for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
+        for blob in &blobs {
             // A failure to remember only costs a future mount.
             let _ = cache.record_blob(registry, blob.digest().as_ref(), repository);
         }
     }
     let media_type = entry.media_type().to_string();
     let tag = reference.tag().unwrap_or("latest");
+    if is_index {
+        // Every platform's manifest first: registries refuse an index naming
+        // manifests they do not have.
+        for (child, bytes, _) in &manifests {
+            client.put_manifest(child.digest().as_ref(), bytes, child.media_type().as_ref())?;
+        }
+        client.put_manifest(tag, &manifest_bytes, &media_type)?;
+        return Ok(Pushed {
+            reference: reference.to_string(),
+            manifest_digest,
+            index_digest: None,
+            uploaded_blobs,
+            mounted_blobs,
+        });
+    }
     let index_digest = match target_of(entry) {
         None => {
             client.put_manifest(tag, &manifest_bytes, &media_type)?;
@@ -178,6 +232,20 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         uploaded_blobs,
         mounted_blobs,
     })
+}
+
+/// A manifest or index blob of the layout, checked against its digest.
+fn layout_blob(layout: &Layout, digest: &str, what: &str) -> Result<Vec<u8>> {
+    if !layout.blob_path(digest)?.is_file() {
+        return Err(Error::invalid(
+            what,
+            format!(
+                "it lacks the blob {digest} that its index names; write the layout again \
+                 (`ocipkg save` or `ocipkg pack`)"
+            ),
+        ));
+    }
+    layout.read_blob(digest)
 }
 
 /// A blob to put into the repository.
