@@ -288,3 +288,35 @@ fn a_saved_multi_platform_package_is_pushed_whole_to_another_repository() {
         assert_eq!(read(&out.join("lib/TARGET")), target);
     }
 }
+
+#[test]
+fn push_to_a_digest_and_tags_of_a_tag_are_refused() {
+    let staged = stage_c_package("refused-forms");
+    let layout = pack(&staged, "127.0.0.1:9/forms/answer:1");
+    let digest = layout_digests(&layout).0;
+    let out = ocipkg()
+        .arg("push")
+        .arg(&layout)
+        .args(["--tag", &format!("127.0.0.1:9/forms/answer:2@{digest}")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("names a digest") && err.contains("help: give `registry/repository:tag`"),
+        "{err}"
+    );
+    for wrong in [
+        "127.0.0.1:9/forms/answer:1".to_string(),
+        format!("127.0.0.1:9/forms/answer@{digest}"),
+    ] {
+        let out = ocipkg().args(["tags", &wrong]).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains("names a tag or digest")
+                && err.contains("help: give the repository alone: `127.0.0.1:9/forms/answer`"),
+            "{err}"
+        );
+    }
+}

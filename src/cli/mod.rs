@@ -58,7 +58,8 @@ enum OcipkgCommand {
     Push {
         /// Layout directory or `.tar`.
         path: PathBuf,
-        /// Push to this reference instead of the one given to `pack` or `save`.
+        /// Push to this reference (registry/repository[:tag], no digest)
+        /// instead of the one given to `pack` or `save`.
         #[arg(long)]
         tag: Option<String>,
     },
@@ -170,7 +171,7 @@ enum OcipkgCommand {
     ///
     /// Example: ocipkg tags ghcr.io/org/libfoo
     Tags {
-        /// Repository (registry/repository).
+        /// Repository (registry/repository, without a tag or digest).
         repository: String,
     },
 }

@@ -70,7 +70,17 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
         .and_then(|a| a.get(format::REFERENCE_ANNOTATION))
         .cloned();
     let reference = match reference.map(str::to_string).or(recorded) {
-        Some(r) => Reference::parse(&r)?,
+        Some(r) => {
+            let parsed = Reference::parse(&r)?;
+            if parsed.digest().is_some() {
+                return Err(Error::usage(
+                    format!("cannot push to `{r}`: it names a digest"),
+                    "give `registry/repository:tag` (or no tag, for the one the layout \
+                     records); the digest is the layout's own and is printed after the push",
+                ));
+            }
+            parsed
+        }
         None => {
             return Err(Error::usage(
                 format!("the layout {} records no destination", path.display()),

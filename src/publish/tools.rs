@@ -86,9 +86,20 @@ pub fn logout(registry: &str) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Lists the tags of a repository (`registry/repository`, any tag ignored).
+/// Lists the tags of a repository (`registry/repository`, with no tag or
+/// digest).
 pub fn list_tags(repository: &str) -> Result<Vec<String>> {
     let reference = Reference::parse(repository)?;
+    if reference.tag().is_some() || reference.digest().is_some() {
+        return Err(Error::usage(
+            format!("`{repository}` names a tag or digest, not only a repository"),
+            format!(
+                "give the repository alone: `{}/{}`",
+                reference.registry(),
+                reference.repository()
+            ),
+        ));
+    }
     Session::process(false)
         .client(&reference, false)?
         .list_tags()
