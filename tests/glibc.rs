@@ -136,6 +136,29 @@ fn pack_records_the_floor_objdump_shows() {
 }
 
 #[test]
+fn a_glibc_floor_without_a_minor_version_is_refused() {
+    let staged = stage_c_package("glibc-floor-major");
+    for floor in ["2", "2.", "latest"] {
+        let out = ocipkg()
+            .arg("pack")
+            .arg(&staged)
+            .args(["--tag", "127.0.0.1:1/glibc/major:1", "--glibc-floor", floor])
+            .arg("-o")
+            .arg(staged.with_extension(format!("{}.oci", floor.len())))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{floor}: {err}");
+        assert!(
+            err.contains(&format!("--glibc-floor {floor} is not a glibc version"))
+                && err.contains("MAJOR.MINOR")
+                && err.contains("help: write e.g. --glibc-floor 2.17"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
 fn consumers_link_the_newest_build_their_glibc_runs() {
     let registry = Registry::start();
     let reference = format!("{}/glibc/answer:1", registry.host());

@@ -303,8 +303,9 @@ struct PackArgs {
     /// A manifest annotation KEY=VALUE (repeatable).
     #[arg(long = "annotation", value_name = "KEY=VALUE")]
     annotations: Vec<String>,
-    /// Record this glibc floor (e.g. 2.17) instead of the one read from the
-    /// binaries: consumers whose glibc is older do not link this build.
+    /// Record this glibc floor (MAJOR.MINOR, e.g. 2.17) instead of the one
+    /// read from the binaries: consumers whose glibc is older do not link
+    /// this build.
     #[arg(long, value_name = "X.Y")]
     glibc_floor: Option<String>,
 }
@@ -386,7 +387,13 @@ impl PackArgs {
             packer.target(target);
         }
         if let Some(floor) = &self.glibc_floor {
-            packer.glibc_floor(floor)?;
+            packer.glibc_floor(floor).map_err(|_| {
+                Error::usage(
+                    format!("--glibc-floor {floor} is not a glibc version: it needs at least MAJOR.MINOR"),
+                    "write e.g. --glibc-floor 2.17 (the glibc of the oldest system the package \
+                     runs on)",
+                )
+            })?;
         }
         Ok(packer)
     }

@@ -39,6 +39,15 @@ impl std::str::FromStr for Version {
     }
 }
 
+impl Version {
+    /// A glibc version given by a person (`--glibc-floor`,
+    /// `OCIPKG_TARGET_GLIBC`): at least MAJOR.MINOR, like `2.17`; a bare `2`
+    /// would compare below every real glibc.
+    pub(crate) fn glibc(text: &str) -> Option<Version> {
+        text.parse::<Version>().ok().filter(|v| v.0.len() >= 2)
+    }
+}
+
 impl std::fmt::Display for Version {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let parts: Vec<String> = self.0.iter().map(u32::to_string).collect();
@@ -131,9 +140,12 @@ impl Target {
             return Ok(self);
         }
         if let Some(value) = env.get(env::TARGET_GLIBC) {
-            let version = value.parse().map_err(|()| {
+            let version = Version::glibc(&value).ok_or_else(|| {
                 Error::config(
-                    format!("{}=`{value}` is not a glibc version", env::TARGET_GLIBC),
+                    format!(
+                        "{}=`{value}` is not a glibc version (MAJOR.MINOR)",
+                        env::TARGET_GLIBC
+                    ),
                     format!(
                         "set {} to the glibc of the oldest system the build must run on, \
                          like 2.31, or unset it",
@@ -397,6 +409,24 @@ mod tests {
         assert!(
             text.contains("glibc 2.17") && text.contains("glibc 2.12"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn glibc_versions_given_by_people_need_major_and_minor() {
+        assert_eq!(Version::glibc("2.17"), "2.17".parse().ok());
+        assert_eq!(Version::glibc(" 2.2.5 "), "2.2.5".parse().ok());
+        for bad in ["2", "", "2.", "two.17", "2.17.1.1.1"] {
+            assert_eq!(Version::glibc(bad), None, "{bad}");
+        }
+        let env = Env::fake(&[("OCIPKG_TARGET_GLIBC", "2")]);
+        let err = Target::parse("x86_64-unknown-linux-gnu")
+            .with_glibc(&env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("OCIPKG_TARGET_GLIBC=`2`") && err.contains("like 2.31"),
+            "{err}"
         );
     }
 

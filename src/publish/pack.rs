@@ -142,12 +142,15 @@ impl Packer {
     /// (for a package whose binaries say less than they need, or to give
     /// two builds of one target distinct floors).
     pub fn glibc_floor(&mut self, version: &str) -> Result<&mut Self> {
-        self.glibc_floor = Some(version.parse().map_err(|()| {
-            Error::usage(
-                format!("`{version}` is not a glibc version"),
-                "give it as MAJOR.MINOR, like 2.17",
-            )
-        })?);
+        self.glibc_floor = Some(crate::oci::platform::Version::glibc(version).ok_or_else(
+            || {
+                Error::usage(
+                    format!("`{version}` is not a glibc version: it needs at least MAJOR.MINOR"),
+                    "give it as MAJOR.MINOR, like 2.17 (the glibc of the oldest system the \
+                 package runs on)",
+                )
+            },
+        )?);
         Ok(self)
     }
 
