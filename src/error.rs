@@ -329,6 +329,74 @@ impl Error {
     }
 }
 
+impl Error {
+    /// The message for a person who ran the `ocipkg` or `cargo ocipkg`
+    /// command: `Display`'s, with advice in terms of commands where
+    /// `Display` speaks of the library's API (a build script's fallback).
+    #[cfg(feature = "cli")]
+    pub(crate) fn cli_message(&self) -> String {
+        match self {
+            Error::NoPrebuilt { .. } | Error::RuntimeTooOld { .. } => {
+                self.no_prebuilt_message(true)
+            }
+            other => other.to_string(),
+        }
+    }
+
+    /// `NoPrebuilt` and `RuntimeTooOld`, for a build script's author or
+    /// (`cli`) a person at the command line.
+    fn no_prebuilt_message(&self, cli: bool) -> String {
+        match self {
+            Error::NoPrebuilt {
+                package,
+                target,
+                available,
+            } => {
+                let available = if available.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    available.join(", ")
+                };
+                let publish = "publish a build for this target (`cargo ocipkg publish --target \
+                               ...` or `ocipkg pack --target ...` under the same tag)";
+                let or = if cli {
+                    "or pick one of the targets it has with --target (`ocipkg pull`, \
+                     `inspect` and `load` take it)"
+                } else {
+                    "or build from source when `Error::is_no_prebuilt()` says so"
+                };
+                format!(
+                    "ocipkg: {package} has no build for target {target}\n  \
+                     it has: {available}\n  \
+                     help: {publish}, {or}."
+                )
+            }
+            Error::RuntimeTooOld {
+                package,
+                needs,
+                has,
+            } => {
+                let or = if cli {
+                    "or, if the binaries will only run on newer systems, set \
+                     OCIPKG_TARGET_GLIBC to their glibc (e.g. OCIPKG_TARGET_GLIBC=2.38) and run \
+                     the command again"
+                } else {
+                    "build from source when `Error::is_no_prebuilt()` says so, or, if the \
+                     binaries will only run on newer systems, set OCIPKG_TARGET_GLIBC to their \
+                     glibc"
+                };
+                format!(
+                    "ocipkg: {package} needs {needs}, but the target has {has}\n  \
+                     help: its binaries would fail to link or to load here. Publish a build \
+                     made on an older system (ocipkg picks the newest build the target can \
+                     run), {or}."
+                )
+            }
+            other => other.to_string(),
+        }
+    }
+}
+
 /// Advice for an HTTP status returned by a registry.
 fn status_advice(status: u16) -> &'static str {
     match status {
@@ -472,36 +540,9 @@ impl fmt::Display for Error {
                  reason: {reason}\n  \
                  help: {help}"
             ),
-            Error::NoPrebuilt {
-                package,
-                target,
-                available,
-            } => write!(
-                f,
-                "ocipkg: {package} has no build for target {target}\n  \
-                 it has: {}\n  \
-                 help: publish a build for this target (`cargo ocipkg publish --target ...` or \
-                 `ocipkg pack --target ...` under the same tag), or build from source when \
-                 `Error::is_no_prebuilt()` says so.",
-                if available.is_empty() {
-                    "nothing".to_string()
-                } else {
-                    available.join(", ")
-                }
-            ),
-            Error::RuntimeTooOld {
-                package,
-                needs,
-                has,
-            } => write!(
-                f,
-                "ocipkg: {package} needs {needs}, but the target has {has}\n  \
-                 help: its binaries would fail to link or to load here. Publish a build made \
-                 on an older system (ocipkg picks the newest build the target can run), \
-                 build from source when `Error::is_no_prebuilt()` says so, or, if the \
-                 binaries will only run on newer systems, set OCIPKG_TARGET_GLIBC to \
-                 their glibc."
-            ),
+            Error::NoPrebuilt { .. } | Error::RuntimeTooOld { .. } => {
+                f.write_str(&self.no_prebuilt_message(false))
+            }
             Error::NotFound {
                 action,
                 missing,

@@ -320,3 +320,58 @@ fn push_to_a_digest_and_tags_of_a_tag_are_refused() {
         );
     }
 }
+
+#[test]
+fn cli_errors_advise_commands_and_library_errors_the_api() {
+    let registry = Registry::start();
+    let host = host_triple();
+    let other = if host.starts_with("x86_64") {
+        "aarch64-unknown-linux-gnu"
+    } else {
+        "x86_64-unknown-linux-gnu"
+    };
+    let elsewhere = format!("{}/advice/elsewhere:1", registry.host());
+    let too_new = format!("{}/advice/too-new:1", registry.host());
+    for (reference, flags) in [
+        (&elsewhere, vec!["--target", other]),
+        (&too_new, vec!["--target", &host, "--glibc-floor", "9.99"]),
+    ] {
+        let staged = stage_c_package("advice");
+        run(ocipkg()
+            .arg("pack")
+            .arg(&staged)
+            .args(["--tag", reference, "-o"])
+            .arg(staged.with_extension("oci"))
+            .args(flags));
+        run(ocipkg().arg("push").arg(staged.with_extension("oci")));
+    }
+    let pull = |reference: &str| {
+        let out = ocipkg()
+            .args(["pull", reference])
+            .env("OCIPKG_CACHE_DIR", temp_dir("cache-advice-cli"))
+            .env("OCIPKG_TARGET_GLIBC", "2.17")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = pull(&elsewhere);
+    assert!(
+        err.contains("has no build for target")
+            && err.contains("pick one of the targets it has with --target")
+            && !err.contains("Error::"),
+        "{err}"
+    );
+    let err = pull(&too_new);
+    assert!(
+        err.contains("needs glibc 9.99")
+            && err.contains("run the command again")
+            && !err.contains("Error::"),
+        "{err}"
+    );
+    // The library speaks to the build script's author.
+    let err = link_in(temp_dir("cache-advice-lib"), &elsewhere)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`Error::is_no_prebuilt()`"), "{err}");
+}
