@@ -72,7 +72,7 @@ fn an_app_layered_on_a_base_without_downloading_the_base() {
         "/app",
     ];
     let out = image(&args);
-    assert!(out.contains("1 base layers mounted"), "{out}");
+    assert!(out.contains("; 1 base layer mounted"), "{out}");
     let log = registry.access_log();
     let requests: Vec<&str> = log.lines().skip(before).collect();
     let touches_base = |l: &&&str| l.contains(base_layer.as_str());

@@ -138,6 +138,12 @@ fn republishing_an_unchanged_package_uploads_no_blob() {
         .args(["pull", &reference])
         .env("OCIPKG_CACHE_DIR", temp_dir("cache-again"))))
     .contains("/root"));
+
+    // One changed file: one new blob (the layer), said in the singular.
+    let changed = stage_c_package("again-changed");
+    fs::write(changed.join("include/version.h"), "#define V 2\n").unwrap();
+    let out = stdout(&run(ocipkg().arg("push").arg(pack(&changed, &reference))));
+    assert!(out.contains("(1 new blob, 0 mounted)"), "{out}");
 }
 
 /// Writes an OCI layout by hand: one manifest with the given layers

@@ -527,8 +527,8 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             let pruned = crate::publish::prune(all)?;
             show(json, &pruned, |p| {
                 println!(
-                    "removed {} packages, freed {}",
-                    p.removed.len(),
+                    "removed {}, freed {}",
+                    count(p.removed.len(), "package", "packages"),
                     human_size(p.freed_bytes)
                 )
             })?;
@@ -537,9 +537,9 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             let saved = crate::publish::save(&reference, &output)?;
             show(json, &saved, |s| {
                 println!(
-                    "saved {reference} ({}, {} blobs) to {}",
+                    "saved {reference} ({}, {}) to {}",
                     s.digest,
-                    s.blobs,
+                    count(s.blobs, "blob", "blobs"),
                     s.output.display()
                 )
             })?;
@@ -642,8 +642,10 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             let built = builder.build(&dir, &tag, push, output.as_deref())?;
             show(json, &built, |b| {
                 println!(
-                    "built {} ({}); {} base layers mounted",
-                    b.reference, b.manifest_digest, b.mounted_base_layers
+                    "built {} ({}); {} mounted",
+                    b.reference,
+                    b.manifest_digest,
+                    count(b.mounted_base_layers, "base layer", "base layers")
                 )
             })?;
         }
@@ -689,6 +691,11 @@ fn print_inspection(i: &crate::publish::Inspection) {
     for file in &i.files {
         println!("  {file}");
     }
+}
+
+/// `1 blob`, `2 blobs`, `0 blobs`.
+fn count(n: usize, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }
 
 fn human_size(bytes: u64) -> String {
@@ -767,8 +774,10 @@ fn print_pushed(pushed: &crate::publish::Pushed) {
         .rsplit_once(':')
         .map_or(&*pushed.reference, |(r, _)| r);
     println!(
-        "pushed {} ({} new blobs, {} mounted)",
-        pushed.reference, pushed.uploaded_blobs, pushed.mounted_blobs
+        "pushed {} ({}, {} mounted)",
+        pushed.reference,
+        count(pushed.uploaded_blobs, "new blob", "new blobs"),
+        pushed.mounted_blobs
     );
     match &pushed.index_digest {
         Some(index) => println!(
@@ -1173,4 +1182,16 @@ fn copy_tree(src: &Path, dest: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_singular_for_one() {
+        assert_eq!(count(0, "blob", "blobs"), "0 blobs");
+        assert_eq!(count(1, "new blob", "new blobs"), "1 new blob");
+        assert_eq!(count(2, "package", "packages"), "2 packages");
+    }
 }
