@@ -13,6 +13,30 @@ fn locked_digest_is_linked_even_after_the_tag_moves() {
     let (first_layout, reference) = publish_c_package(&registry, "lock/answer:1");
     let (first, _) = layout_digests(&first_layout);
     let consumer = temp_dir("lock-consumer");
+    // Not a crate's directory, or a mistyped one: refused, nothing created.
+    for (dir, says) in [
+        (consumer.join("typo"), "is not a directory"),
+        (consumer.clone(), "has no Cargo.toml"),
+    ] {
+        let out = ocipkg()
+            .args(["lock", &reference, "--dir"])
+            .arg(&dir)
+            .env("OCIPKG_CACHE_DIR", temp_dir("cache-lock-refused"))
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(says) && err.contains("help: give --dir the directory of the crate"),
+            "{err}"
+        );
+    }
+    assert!(!consumer.join("typo").exists() && !consumer.join("ocipkg.lock").exists());
+    fs::write(
+        consumer.join("Cargo.toml"),
+        "[package]\nname = \"lock-consumer\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
     let out = stdout(&run(ocipkg()
         .args(["lock", &reference, "--dir"])
         .arg(&consumer)

@@ -136,7 +136,8 @@ enum OcipkgCommand {
         /// Package references (with tags).
         #[arg(required = true)]
         references: Vec<String>,
-        /// Directory of the consumer's Cargo.toml.
+        /// Directory of the consumer's Cargo.toml (it must hold one, or an
+        /// ocipkg.lock to update).
         #[arg(long, default_value = ".")]
         dir: PathBuf,
     },
@@ -552,6 +553,7 @@ fn run_ocipkg(command: OcipkgCommand, json: bool) -> Result<()> {
             })?;
         }
         OcipkgCommand::Lock { references, dir } => {
+            check_lock_dir(&dir)?;
             let references: Vec<&str> = references.iter().map(String::as_str).collect();
             let locked = crate::publish::lock(&references, &dir)?;
             show(json, &locked, |locked| {
@@ -668,6 +670,32 @@ struct Credentials {
     registry: String,
     /// Docker's config file that holds (or held) the credentials.
     credentials_file: PathBuf,
+}
+
+/// `ocipkg lock --dir`: an existing crate directory (with its Cargo.toml),
+/// or a directory that already holds an ocipkg.lock (one given to
+/// `Linker::lockfile_dir`). Nothing is created for a mistyped path.
+fn check_lock_dir(dir: &Path) -> Result<()> {
+    let help = "give --dir the directory of the crate whose build.rs links the package (its \
+                Cargo.toml is there, and ocipkg.lock goes beside it), or run ocipkg lock in it";
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("--dir {} is not a directory", dir.display()),
+            format!("{help}; ocipkg lock creates no directories"),
+        ));
+    }
+    let lockfile = dir.join(crate::store::lockfile::FILE_NAME);
+    if !dir.join("Cargo.toml").is_file() && !lockfile.is_file() {
+        return Err(Error::usage(
+            format!(
+                "{} has no Cargo.toml (nor an ocipkg.lock to update): it is not a crate's \
+                 directory",
+                dir.display()
+            ),
+            help,
+        ));
+    }
+    Ok(())
 }
 
 fn print_inspection(i: &crate::publish::Inspection) {

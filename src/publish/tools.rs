@@ -11,7 +11,8 @@ use crate::store::lockfile;
 use crate::store::session::Session;
 
 /// Fetches each reference (verified, into the cache) and locks it to its
-/// manifest digest in `dir/ocipkg.lock`, creating or updating the file.
+/// manifest digest in `dir/ocipkg.lock`, creating or updating the file;
+/// `dir` must exist.
 /// Returns `(reference, digest)` pairs.
 ///
 /// A build script watches a lockfile only once one exists; so that cargo
@@ -19,6 +20,12 @@ use crate::store::session::Session;
 /// effect, creating it also updates the modification time of `dir/build.rs`
 /// (its content is untouched).
 pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
+    if !dir.is_dir() {
+        return Err(Error::usage(
+            format!("cannot lock into {}: it is not a directory", dir.display()),
+            "give the directory of the consumer crate's Cargo.toml (no directory is created)",
+        ));
+    }
     let mut lockfile = lockfile::Lockfile::load(dir)?;
     let created = !lockfile.exists();
     let mut locked = Vec::new();
