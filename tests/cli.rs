@@ -375,3 +375,34 @@ fn cli_errors_advise_commands_and_library_errors_the_api() {
         .to_string();
     assert!(err.contains("`Error::is_no_prebuilt()`"), "{err}");
 }
+
+#[test]
+fn a_url_instead_of_a_reference_says_to_drop_the_scheme() {
+    let failed = |args: &[&str]| {
+        let out = ocipkg().args(args).output().unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = failed(&["pull", "http://registry.lan:5000/org/foo:1"]);
+    assert!(
+        err.contains(
+            "reason: a reference has no scheme (`http://`): write `registry.lan:5000/org/foo:1`"
+        ) && err.contains("  plain HTTP: ")
+            && err.contains("OCIPKG_INSECURE_REGISTRIES=registry.lan:5000"),
+        "{err}"
+    );
+    let home = temp_dir("home-url");
+    let out = ocipkg()
+        .args(["logout", "http://registry.lan:5000/"])
+        .env("DOCKER_CONFIG", home.join(".docker"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("is a URL, not a registry")
+            && err.contains("help: write it as host[:port]: `registry.lan:5000`")
+            && err.contains("OCIPKG_INSECURE_REGISTRIES"),
+        "{err}"
+    );
+}

@@ -44,6 +44,9 @@ impl Reference {
                 "the reference has leading or trailing white space".into()
             ));
         }
+        if let Some((scheme, rest)) = input.split_once("://") {
+            return Err(bad(scheme_reason(scheme, rest)));
+        }
         let (name_tag, digest) = match input.split_once('@') {
             Some((n, d)) => (n, Some(parse_digest(d).map_err(bad)?)),
             None => (input, None),
@@ -197,6 +200,36 @@ impl fmt::Display for Reference {
         }
         Ok(())
     }
+}
+
+/// Why `scheme://rest` is no reference, and, for `http://`, how plain HTTP
+/// is chosen instead.
+fn scheme_reason(scheme: &str, rest: &str) -> String {
+    let mut reason = format!("a reference has no scheme (`{scheme}://`): write `{rest}`");
+    if scheme.eq_ignore_ascii_case("http") {
+        let plain = match Reference::parse(rest) {
+            Ok(r) if r.is_loopback() => format!(
+                "{} is a loopback registry: it is reached over plain HTTP already",
+                r.registry()
+            ),
+            Ok(r) => format!(
+                "registries other than loopback ones are reached over HTTPS; to reach {0} \
+                 over plain HTTP, set {1}={0} (comma-separated; a host without a port \
+                 covers all its ports), or give it `\"plain_http\": true` in the registry \
+                 configuration ({2})",
+                r.registry(),
+                crate::env::INSECURE_REGISTRIES,
+                crate::env::CONFIG
+            ),
+            Err(_) => format!(
+                "registries other than loopback ones are reached over HTTPS; list a \
+                 plain-HTTP registry's host[:port] in {}",
+                crate::env::INSECURE_REGISTRIES
+            ),
+        };
+        reason.push_str(&format!("\n  plain HTTP: {plain}"));
+    }
+    reason
 }
 
 /// The host part of `host[:port]`, keeping IPv6 brackets.
@@ -472,6 +505,28 @@ mod tests {
     }
 
     #[test]
+    fn an_http_scheme_says_how_to_use_plain_http() {
+        let err = Reference::parse("http://registry.lan:5000/org/foo:1")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("no scheme (`http://`): write `registry.lan:5000/org/foo:1`")
+                && err.contains("\n  plain HTTP: ")
+                && err.contains("OCIPKG_INSECURE_REGISTRIES=registry.lan:5000")
+                && err.contains("help:"),
+            "{err}"
+        );
+        let err = Reference::parse("http://127.0.0.1:5000/foo")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("plain HTTP already"), "{err}");
+        let err = Reference::parse("https://ghcr.io/org/foo:1")
+            .unwrap_err()
+            .to_string();
+        assert!(!err.contains("plain HTTP"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_bad_part() {
         let cases = [
             ("", "empty"),
@@ -486,6 +541,11 @@ mod tests {
             ("ex_ample.com/foo", "not a valid host name"),
             ("ghcr.io/org/foo--.x", "component `foo--.x`"),
             (" ghcr.io/foo", "white space"),
+            (
+                "docker://ghcr.io/org/foo:1",
+                "no scheme (`docker://`): write `ghcr.io/org/foo:1`",
+            ),
+            ("https://ghcr.io/org/foo", "no scheme (`https://`)"),
         ];
         for (input, needle) in cases {
             let err = Reference::parse(input).unwrap_err().to_string();

@@ -62,7 +62,7 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
 /// file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), where
 /// ocipkg, docker, podman and skopeo find them. Returns the file's path.
 pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> {
-    let reference = Reference::parse(&format!("{registry}/login"))?;
+    let reference = registry_reference(registry, "login")?;
     let session = Session::process(false);
     let credential = credentials::Credential {
         username: Some(username.to_string()),
@@ -78,7 +78,7 @@ pub fn login(registry: &str, username: &str, password: &str) -> Result<PathBuf> 
 
 /// Removes the stored credentials of `registry` from Docker's config file.
 pub fn logout(registry: &str) -> Result<PathBuf> {
-    let reference = Reference::parse(&format!("{registry}/logout"))?;
+    let reference = registry_reference(registry, "logout")?;
     let path = credentials::docker_config_path(Session::process(false).env());
     if !credentials::remove(&path, reference.registry())? {
         return Err(Error::usage(
@@ -91,6 +91,25 @@ pub fn logout(registry: &str) -> Result<PathBuf> {
         ));
     }
     Ok(path)
+}
+
+/// A reference to a made-up repository of `registry` (`host[:port]`), to
+/// reach the registry with; a URL is refused, saying what to write.
+fn registry_reference(registry: &str, repository: &str) -> Result<Reference> {
+    if let Some((scheme, rest)) = registry.split_once("://") {
+        return Err(Error::usage(
+            format!(
+                "`{registry}` is a URL, not a registry: a registry has no scheme (`{scheme}://`)"
+            ),
+            format!(
+                "write it as host[:port]: `{}`. Registries other than loopback ones are reached \
+                 over HTTPS; list those reached over plain HTTP in {}",
+                rest.trim_end_matches('/'),
+                crate::env::INSECURE_REGISTRIES
+            ),
+        ));
+    }
+    Reference::parse(&format!("{registry}/{repository}"))
 }
 
 /// Lists the tags of a repository (`registry/repository`, with no tag or
