@@ -271,6 +271,8 @@ fn a_saved_multi_platform_package_is_pushed_whole_to_another_repository() {
         &cache,
         &["save", &reference, "-o", archive.to_str().unwrap()],
     );
+    // The index, two manifests, one empty config they share, two layers.
+    assert_eq!(saved["blobs"], 6);
     let copy = format!("{}/copied/answer:2", registry.host());
     let pushed = json(&cache, &["push", archive.to_str().unwrap(), "--tag", &copy]);
     assert_eq!(pushed["reference"], copy.as_str());

@@ -27,7 +27,7 @@ use crate::store::session::Session;
 pub struct Saved {
     /// The digest the reference resolved to (manifest or index).
     pub digest: String,
-    /// Blobs written (manifests, configs, layers).
+    /// Distinct blobs written (manifests, configs, layers).
     pub blobs: usize,
     /// The layout directory or `.tar`.
     pub output: PathBuf,
@@ -58,11 +58,16 @@ pub fn save(reference: &str, output: &Path) -> Result<Saved> {
     } else {
         vec![top.bytes.clone()]
     };
+    // Platforms often share blobs (an empty config, a layer): each is
+    // written, and counted, once.
+    let mut copied = std::collections::HashSet::new();
     for bytes in &manifests {
         let manifest = manifest::parse_manifest(&reference, bytes)?;
         for blob in std::iter::once(manifest.config()).chain(manifest.layers().iter()) {
-            copy_blob(&mut client, &layout, blob, &what)?;
-            blobs += 1;
+            if copied.insert(blob.digest().to_string()) {
+                copy_blob(&mut client, &layout, blob, &what)?;
+                blobs += 1;
+            }
         }
     }
     let media_type = top
