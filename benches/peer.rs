@@ -119,19 +119,23 @@ fn main() {
         "{:<28} {:>10} {:>8} {:>12} {:>8} {:>11} {:>8} {:>9}",
         "", "pack s", "ratio", "layer MB", "ratio", "cold pull s", "ratio", "RSS MiB"
     );
+    // A figure with its precision, or "-" where the row has none.
+    let shown = |value: Option<f64>, decimals: usize| {
+        value.map_or("-".into(), |v| format!("{v:.decimals$}"))
+    };
     let row = |name: &str, p: Option<&Packed>, pull: Option<(f64, f64)>| {
-        let (pack_s, size) = p.map_or((f64::NAN, f64::NAN), |p| (p.seconds, p.layer_bytes as f64));
-        let (pull_s, rss) = pull.unwrap_or((f64::NAN, f64::NAN));
+        let pack_s = p.map(|p| p.seconds);
+        let size = p.map(|p| p.layer_bytes as f64);
         println!(
-            "{:<28} {:>10.2} {:>8} {:>12.1} {:>8} {:>11.2} {:>8} {:>9.1}",
+            "{:<28} {:>10} {:>8} {:>12} {:>8} {:>11} {:>8} {:>9}",
             name,
-            pack_s,
-            ratio(pack_s, up_pack),
-            size / 1e6,
-            ratio(size, up_size),
-            pull_s,
-            ratio(pull_s, up_pull.map(|p| p.0)),
-            rss
+            shown(pack_s, 2),
+            pack_s.map_or("-".into(), |s| ratio(s, up_pack)),
+            shown(size.map(|s| s / 1e6), 1),
+            size.map_or("-".into(), |s| ratio(s, up_size)),
+            shown(pull.map(|p| p.0), 2),
+            pull.map_or("-".into(), |p| ratio(p.0, up_pull.map(|u| u.0))),
+            shown(pull.map(|p| p.1), 1),
         );
     };
     if let Some(t) = &theirs {
@@ -184,6 +188,10 @@ fn main() {
             "ocipkg = { path = \"OURS\" }",
             "link_package(\"x\").unwrap();",
         );
+        let with_libzstd = consumer_build(
+            "ocipkg = { path = \"OURS\", features = [\"libzstd\"] }",
+            "link_package(\"x\").unwrap();",
+        );
         let theirs = consumer_build("ocipkg = \"=0.4.0\"", "link_package(\"x\").unwrap();");
         let floor = consumer_build(
             &format!(
@@ -197,6 +205,16 @@ fn main() {
             "  ocipkg (this crate):  {:>3} crates {:>6.1} s",
             ours.0, ours.1
         );
+        let versus = |seconds: f64| match theirs {
+            (n, s) if n > 0 => format!("  ({:.2}x)", seconds / s),
+            _ => String::new(),
+        };
+        println!(
+            "  the same with feature libzstd: {:>3} crates {:>6.1} s{}",
+            with_libzstd.0,
+            with_libzstd.1,
+            versus(with_libzstd.1)
+        );
         match theirs {
             (n, s) if n > 0 => println!(
                 "  crates.io ocipkg 0.4.0: {n:>3} crates {s:>6.1} s  (ours: {:.2}x)",
@@ -209,10 +227,7 @@ fn main() {
              {:>6.1} s{}",
             floor.0,
             floor.1,
-            match theirs {
-                (n, s) if n > 0 => format!("  ({:.2}x)", floor.1 / s),
-                _ => String::new(),
-            }
+            versus(floor.1)
         );
     }
 }
