@@ -102,3 +102,51 @@ fn locked_digest_is_linked_even_after_the_tag_moves() {
     let package = linker.link(&reference).unwrap();
     assert_eq!(package.manifest_digest(), Some(second.as_str()));
 }
+
+#[test]
+fn a_tag_with_builds_only_for_another_target_locks_to_its_index() {
+    // A cross build's package: nothing for this machine, and lock must not
+    // need anything for it.
+    let registry = Registry::start();
+    let reference = format!("{}/lock/cross:1", registry.host());
+    let layout = temp_dir("lock-cross").join("oci");
+    run(ocipkg()
+        .arg("pack")
+        .arg(stage_c_package("lock-cross"))
+        .args(["--tag", &reference, "--target", "aarch64-unknown-linux-gnu"])
+        .arg("--output")
+        .arg(&layout));
+    run(ocipkg().arg("push").arg(&layout));
+    let raw = run(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{reference}"),
+    ]))
+    .stdout;
+    assert!(
+        String::from_utf8_lossy(&raw).contains("\"manifests\""),
+        "an index"
+    );
+    let index = sha256_of(&raw);
+
+    let consumer = temp_dir("lock-cross-consumer");
+    fs::write(
+        consumer.join("Cargo.toml"),
+        "[package]\nname = \"lock-cross\"\nversion = \"0.1.0\"\n",
+    )
+    .unwrap();
+    let cache = temp_dir("cache-lock-cross");
+    let logged_before = registry.access_log().len();
+    let out = stdout(&run(ocipkg()
+        .args(["lock", &reference, "--dir"])
+        .arg(&consumer)
+        .env("OCIPKG_CACHE_DIR", &cache)));
+    assert_eq!(out.trim(), format!("locked {reference} to {index}"));
+    assert!(read(&consumer.join("ocipkg.lock")).contains(&format!("{reference} {index}")));
+    // Only the index was read: no blob came down.
+    let log = registry.access_log();
+    let during = &log[logged_before.min(log.len())..];
+    assert!(during.contains("/v2/lock/cross/manifests/1"), "{during}");
+    assert!(!during.contains("/blobs/"), "{during}");
+}

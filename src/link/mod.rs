@@ -119,14 +119,6 @@ impl Linker {
         Ok(fetched)
     }
 
-    /// Asks the registry what `reference` is now, never the cache or a
-    /// mirror's word for a tag (for `ocipkg lock`).
-    #[cfg(feature = "producer")]
-    pub(crate) fn fetch_current(&self, session: &Session, reference: &str) -> Result<Fetched> {
-        let target = self.target_of(session.env())?;
-        fetch::fetch_online(session, &Reference::parse(reference)?, &target)
-    }
-
     fn target_of(&self, env: &Env) -> Result<Target> {
         match &self.target {
             Some(triple) => Target::parse(triple),

@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::link::Linker;
 use crate::oci::reference::Reference;
 use crate::registry::credentials;
-use crate::store::lockfile;
 use crate::store::session::Session;
+use crate::store::{fetch, lockfile};
 
-/// Fetches each reference (verified, into the cache) and locks it to its
-/// manifest digest in `dir/ocipkg.lock`, creating or updating the file;
-/// `dir` must exist.
+/// Asks the registry what each reference's tag names now (the manifest or
+/// multi-platform index, verified; no layers are downloaded, so a tag with
+/// builds only for other targets locks too) and locks it to that digest in
+/// `dir/ocipkg.lock`, creating or updating the file; `dir` must exist.
 /// Returns `(reference, digest)` pairs.
 ///
 /// A build script watches a lockfile only once one exists; so that cargo
@@ -39,12 +39,9 @@ pub fn lock(references: &[&str], dir: &Path) -> Result<Vec<(String, String)>> {
             ));
         }
         // From the registry itself: an outage must not lock a stale digest.
-        let fetched = Linker::new().fetch_current(&session, reference)?;
-        for warning in &fetched.warnings {
-            eprintln!("warning: {warning}");
-        }
-        lockfile.set(&parsed, &fetched.resolved_digest);
-        locked.push((parsed.to_string(), fetched.resolved_digest));
+        let digest = fetch::resolve_online(&session, &parsed)?;
+        lockfile.set(&parsed, &digest);
+        locked.push((parsed.to_string(), digest));
     }
     lockfile.save()?;
     if created {

@@ -208,6 +208,20 @@ pub(crate) fn fetch_online(
     Ok(fetched)
 }
 
+/// What a tag names now, asked of the registry itself (never the cache or a
+/// mirror): the digest `ocipkg lock` records. Only the manifest is read, so
+/// a tag without a build for this machine (one for a cross target) locks too.
+#[cfg(feature = "producer")]
+pub(crate) fn resolve_online(session: &Session, reference: &Reference) -> Result<String> {
+    let (fetched, digest) = resolve(reference, &mut session.client(reference, false)?)?;
+    if is_index(&fetched.bytes, fetched.media_type.as_deref()) {
+        parse_index(&fetched.bytes, &format!("the manifest of {reference}"))?;
+    } else {
+        parse_manifest(reference, &fetched.bytes)?;
+    }
+    Ok(digest)
+}
+
 /// The first line of a multi-line message.
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or_default()
