@@ -112,3 +112,61 @@ fn a_registry_that_stays_down_fails_with_advice_after_bounded_retries() {
     assert!(err.contains("help:"), "{err}");
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
 }
+
+#[test]
+fn a_manifest_naming_blobs_the_registry_does_not_see_yet_is_pushed_again() {
+    // Eventually consistent registries (and Distribution while another
+    // publisher links the same blob) may briefly answer MANIFEST_BLOB_UNKNOWN
+    // for blobs just uploaded.
+    let registry = Registry::start();
+    let blob_unknown = || {
+        Action::Respond(
+            "400 Bad Request",
+            "Content-Type: application/json\r\n".into(),
+            r#"{"errors":[{"code":"MANIFEST_BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#
+                .into(),
+        )
+    };
+    let puts = Arc::new(AtomicUsize::new(0));
+    let seen = puts.clone();
+    let proxy = Proxy::start(registry.port, move |req| {
+        if req.method() == "PUT"
+            && req.path().contains("/manifests/")
+            && seen.fetch_add(1, Ordering::SeqCst) == 0
+        {
+            return blob_unknown();
+        }
+        Action::Forward
+    });
+    let reference = format!("127.0.0.1:{}/faults/settling:1", proxy.port);
+    let layout = pack(&stage_c_package("settling"), &reference);
+    run(ocipkg()
+        .arg("push")
+        .arg(&layout)
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-settling")));
+    assert_eq!(puts.load(Ordering::SeqCst), 2, "refused once, then taken");
+    let package = pull_through(&proxy, "faults/settling:1", "cache-settling-pull").unwrap();
+    assert_eq!(package.libraries()[0].name(), "answer");
+
+    // A registry that keeps saying so: the push fails, after a bounded wait,
+    // with the registry's own words.
+    let stubborn = Proxy::start(registry.port, move |req| {
+        if req.method() == "PUT" && req.path().contains("/manifests/") {
+            return blob_unknown();
+        }
+        Action::Forward
+    });
+    let reference = format!("127.0.0.1:{}/faults/stubborn:1", stubborn.port);
+    let layout = pack(&stage_c_package("stubborn"), &reference);
+    let started = std::time::Instant::now();
+    let out = ocipkg()
+        .arg("push")
+        .arg(&layout)
+        .env("OCIPKG_CACHE_DIR", temp_dir("cache-stubborn"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("MANIFEST_BLOB_UNKNOWN"), "{err}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+}

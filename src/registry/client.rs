@@ -30,6 +30,10 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+
      application/vnd.docker.distribution.manifest.list.v2+json";
 
 /// Manifests larger than this are refused (the spec suggests 4 MiB).
+/// Times a manifest naming blobs the registry does not see yet is pushed
+/// again (after 0.25, 0.5, 1 and 2 s).
+#[cfg(feature = "producer")]
+const MANIFEST_BLOB_RETRIES: u32 = 4;
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
 /// How a client reaches its registry (from the session).
@@ -644,11 +648,32 @@ impl Client {
     ) -> Result<()> {
         let action = format!("{}:{reference}", self.doing("pushing manifest"));
         let url = self.url(&format!("manifests/{reference}"));
-        self.call(&action, &[201], |agent, auth| {
-            with_auth(agent.put(&url), auth)
-                .header("Content-Type", media_type)
-                .send(bytes)
-        })?;
+        for attempt in 0.. {
+            let result = self.call(&action, &[201], |agent, auth| {
+                with_auth(agent.put(&url), auth)
+                    .header("Content-Type", media_type)
+                    .send(bytes)
+            });
+            match result {
+                // Blobs just uploaded may briefly be unknown to a registry
+                // (eventually consistent storage; Distribution's filesystem
+                // storage while another publisher links the same blob): the
+                // spec's MANIFEST_BLOB_UNKNOWN is asked again a few times.
+                Err(Error::Registry {
+                    status: 400,
+                    message,
+                    ..
+                }) if attempt < MANIFEST_BLOB_RETRIES
+                    && message.contains("MANIFEST_BLOB_UNKNOWN") =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(250 << attempt));
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 

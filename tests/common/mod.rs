@@ -421,7 +421,8 @@ pub enum Action {
 }
 
 /// A loopback HTTP proxy in front of a real registry, for fault injection.
-/// One request per connection (it answers `Connection: close`).
+/// One request per connection (it answers `Connection: close`); request
+/// bodies with a `Content-Length` are passed on.
 pub struct Proxy {
     pub port: u16,
 }
@@ -474,6 +475,14 @@ impl Proxy {
                     }
                     head.push_str("Connection: close\r\n\r\n");
                     upstream.write_all(head.as_bytes()).unwrap();
+                    // A request body (pushes) goes on as it came.
+                    let length: u64 = request
+                        .header("content-length")
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    if length > 0 {
+                        let _ = std::io::copy(&mut (&mut reader).take(length), &mut upstream);
+                    }
                     match truncate {
                         None => {
                             let _ = std::io::copy(&mut upstream, &mut client);
