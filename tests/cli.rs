@@ -327,11 +327,7 @@ fn push_to_a_digest_and_tags_of_a_tag_are_refused() {
 fn cli_errors_advise_commands_and_library_errors_the_api() {
     let registry = Registry::start();
     let host = host_triple();
-    let other = if host.starts_with("x86_64") {
-        "aarch64-unknown-linux-gnu"
-    } else {
-        "x86_64-unknown-linux-gnu"
-    };
+    let other = other_triple();
     let elsewhere = format!("{}/advice/elsewhere:1", registry.host());
     let too_new = format!("{}/advice/too-new:1", registry.host());
     for (reference, flags) in [

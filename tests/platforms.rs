@@ -24,11 +24,7 @@ fn pack_for(dir: &Path, reference: &str, extra: &[&str]) -> std::path::PathBuf {
 fn one_reference_serves_every_target() {
     let registry = Registry::start();
     let host = host_triple();
-    let other = if host.starts_with("x86_64") {
-        "aarch64-unknown-linux-gnu"
-    } else {
-        "x86_64-unknown-linux-gnu"
-    };
+    let other = other_triple();
     let reference = format!("{}/multi/answer:1", registry.host());
 
     let native = stage_c_package("multi-host");

@@ -349,6 +349,15 @@ pub fn read(path: &Path) -> String {
 }
 
 /// The host's target triple, from `rustc -vV`.
+/// A Linux target that is not this machine's.
+pub fn other_triple() -> &'static str {
+    if host_triple().starts_with("x86_64") {
+        "aarch64-unknown-linux-gnu"
+    } else {
+        "x86_64-unknown-linux-gnu"
+    }
+}
+
 pub fn host_triple() -> String {
     let out = run(Command::new("rustc").arg("-vV"));
     stdout(&out)
