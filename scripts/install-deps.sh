@@ -12,6 +12,8 @@ command -v umoci >/dev/null || need+=(umoci)
 command -v htpasswd >/dev/null || need+=(apache2-utils)
 command -v openssl >/dev/null || need+=(openssl)
 command -v script >/dev/null || need+=(bsdutils)
+# zstd layers as other tools write them (one frame, with its checksum).
+command -v zstd >/dev/null || need+=(zstd)
 # Real libraries the -sys crate tests package: static, shared with SONAME
 # links, and a pkg-config file.
 [ -f /usr/lib/x86_64-linux-gnu/libsqlite3.a ] || need+=(libsqlite3-dev)

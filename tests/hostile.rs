@@ -1004,6 +1004,51 @@ fn a_corrupt_piece_in_the_middle_of_a_layer_fails_the_pull_and_caches_nothing() 
 }
 
 #[test]
+fn a_corrupt_layer_from_another_tool_fails_the_pull_at_its_checksum() {
+    // One stored gzip member, one zstd frame of raw blocks (as `zstd` writes
+    // incompressible data): a flipped byte in the file still decodes, and
+    // only the member's CRC or the frame's checksum at the stream's very
+    // end tells; that end comes after the tar's, so it must still be read.
+    let scene = Scene::new();
+    let tar = tar_of(&[file("lib/libnoise.a", noise(1 << 20, 7))]);
+    let mut stored = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    stored.write_all(&tar).unwrap();
+    let gzip = stored.finish().unwrap();
+    let mut zstd = Command::new("zstd")
+        .args(["-q", "-1", "-c"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("zstd (apt-get install zstd)");
+    let mut input = zstd.stdin.take().unwrap();
+    let feed = std::thread::spawn(move || input.write_all(&tar).unwrap());
+    let zstd_out = zstd.wait_with_output().unwrap();
+    feed.join().unwrap();
+    assert!(zstd_out.status.success());
+    for (name, media_type, mut blob) in
+        [("gzip", TAR_GZ, gzip), ("zstd", TAR_ZSTD, zstd_out.stdout)]
+    {
+        let middle = blob.len() / 2;
+        blob[middle] ^= 0x20;
+        let layer = Layer {
+            media_type,
+            blob,
+            title: None,
+        };
+        let reference = scene.publish(
+            &format!("evil/one-{name}:1"),
+            vec![tar_layer(&honest()), layer],
+            None,
+        );
+        let err = scene.refused(&reference, "layer");
+        assert!(
+            err.contains("checksum") || err.contains("corrupt"),
+            "{name}: {err}"
+        );
+    }
+}
+
+#[test]
 fn a_soname_chain_package_links_and_runs() {
     let registry = Registry::start();
     let src = temp_dir("soname-src");

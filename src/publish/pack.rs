@@ -988,6 +988,87 @@ mod decode_tests {
         }
     }
 
+    /// A zstd frame written by hand: raw blocks of `data`, stating
+    /// `stated` as its decoded size (4-byte field), with a window of
+    /// 2^`window_log` bytes, no checksum.
+    fn raw_frame(data: &[u8], stated: Option<u32>, window_log: u8) -> Vec<u8> {
+        let descriptor = if stated.is_some() { 2 << 6 } else { 0 };
+        let mut out = vec![0x28, 0xB5, 0x2F, 0xFD, descriptor, (window_log - 10) << 3];
+        if let Some(stated) = stated {
+            out.extend_from_slice(&stated.to_le_bytes());
+        }
+        let blocks: Vec<&[u8]> = data.chunks(128 << 10).collect();
+        for (i, block) in blocks.iter().enumerate() {
+            let last = u32::from(i + 1 == blocks.len());
+            let header = last | (block.len() as u32) << 3; // raw block
+            out.extend_from_slice(&header.to_le_bytes()[..3]);
+            out.extend_from_slice(block);
+        }
+        out
+    }
+
+    #[test]
+    fn skippable_frames_are_skipped_by_both_decoders() {
+        let data = sample();
+        let skippable = |n: u8| {
+            let mut frame = vec![0x50 + n, 0x2A, 0x4D, 0x18, 3, 0, 0, 0];
+            frame.extend_from_slice(b"abc");
+            frame
+        };
+        let (a, b) = data.split_at(1_000_000);
+        // Leading: the stream path; in between: the pieces path too.
+        for packed in [
+            [
+                skippable(0),
+                zstd_pieces(a, 250_000),
+                skippable(1),
+                zstd_pieces(b, 250_000),
+            ]
+            .concat(),
+            [
+                zstd_pieces(a, 250_000),
+                skippable(2),
+                zstd_pieces(b, 250_000),
+                skippable(3),
+            ]
+            .concat(),
+        ] {
+            for (decoded, zstd) in decode_all(packed, Compression::Zstd)
+                .into_iter()
+                .zip(DECODERS)
+            {
+                assert!(decoded.unwrap() == data, "{zstd:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_frame_lying_about_its_size_fails_with_both_decoders() {
+        // Over PIECE_LIMIT: decoded as a stream.
+        let data: Vec<u8> = (0..17u32 << 20).map(|i| (i % 251) as u8).collect();
+        let len = data.len() as u32;
+        let honest = raw_frame(&data, Some(len), 24);
+        for decoded in decode_all(honest, Compression::Zstd) {
+            assert!(decoded.unwrap() == data);
+        }
+        for stated in [len - 1, len + 1] {
+            let lying = raw_frame(&data, Some(stated), 24);
+            for (decoded, zstd) in decode_all(lying, Compression::Zstd).iter().zip(DECODERS) {
+                assert!(decoded.is_err(), "{stated} {zstd:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_small_piece_asking_for_a_huge_window_is_refused() {
+        // ruzstd would fill the window (here 128 MiB) before failing.
+        let frame = raw_frame(&[7; 1000], Some(1000), 27);
+        for (decoded, zstd) in decode_all(frame, Compression::Zstd).iter().zip(DECODERS) {
+            let err = decoded.as_ref().unwrap_err();
+            assert!(err.to_string().contains("window"), "{zstd:?}: {err}");
+        }
+    }
+
     #[test]
     fn a_truncated_stream_is_an_error() {
         let data = sample();

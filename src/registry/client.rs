@@ -29,11 +29,11 @@ pub(crate) const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.manifest.v1+
      application/vnd.docker.distribution.manifest.v2+json, \
      application/vnd.docker.distribution.manifest.list.v2+json";
 
-/// Manifests larger than this are refused (the spec suggests 4 MiB).
 /// Times a manifest naming blobs the registry does not see yet is pushed
 /// again (after 0.25, 0.5, 1 and 2 s).
 #[cfg(feature = "producer")]
 const MANIFEST_BLOB_RETRIES: u32 = 4;
+/// Manifests larger than this are refused (the spec suggests 4 MiB).
 const MANIFEST_LIMIT: u64 = 4 << 20;
 
 /// How a client reaches its registry (from the session).

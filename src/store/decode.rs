@@ -88,10 +88,7 @@ pub(crate) fn decoder_with(
             let pieces = zstd_content_size(head).is_some_and(|n| n <= PIECE_LIMIT as u64);
             match zstd {
                 Zstd::PureRust if pieces => parallel(reader, split_zstd, decode_zstd_rust),
-                Zstd::PureRust => Box::new(ZstdFrames {
-                    decoder: None,
-                    reader: Some(io::BufReader::new(reader)),
-                }),
+                Zstd::PureRust => Box::new(ZstdFrames::new(io::BufReader::new(reader))),
                 #[cfg(feature = "libzstd")]
                 Zstd::LibZstd if pieces => parallel(reader, split_zstd, decode_zstd_c),
                 #[cfg(feature = "libzstd")]
@@ -245,6 +242,18 @@ pub(crate) fn zstd_content_size(head: &[u8]) -> Option<u64> {
     }
 }
 
+/// The window a zstd frame header asks for (for a single-segment frame,
+/// its decoded size).
+fn zstd_window_size(head: &[u8]) -> Option<u64> {
+    let descriptor = *head.get(4)?;
+    if descriptor & 0x20 != 0 {
+        return zstd_content_size(head);
+    }
+    let window = *head.get(5)?;
+    let base = 1u64 << (10 + (window >> 3));
+    Some(base + base / 8 * u64::from(window & 7))
+}
+
 /// From a frame header descriptor: the length of the content size field,
 /// and of the whole header including the magic number.
 fn zstd_header_lengths(descriptor: u8) -> (usize, usize) {
@@ -303,6 +312,13 @@ fn split_zstd(reader: &mut dyn Read, mut frame: Vec<u8>) -> io::Result<Option<Ve
                  most {PIECE_LIMIT} bytes"
             )));
         }
+        // A decoder may fill its window before it hands anything out.
+        if zstd_window_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
+            return Err(invalid(format!(
+                "a zstd frame of a layer packed in pieces asks for a window of more than \
+                 {PIECE_LIMIT} bytes"
+            )));
+        }
         loop {
             let mut block = [0u8; 3];
             if read_full(reader, &mut block)? < 3 {
@@ -350,11 +366,15 @@ fn decode_zstd_rust(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
     }
     let declared = zstd_content_size(frame).unwrap_or(0) as usize;
     out.clear();
-    out.reserve(declared.min(PIECE_LIMIT));
-    let mut frame_decoder = DECODER.with(|d| d.borrow_mut().take()).unwrap_or_default();
-    // The frame states its size (at most PIECE_LIMIT, checked when it was
-    // split off): decode it in one go into a buffer of that size; a frame
-    // producing more fails instead of growing the buffer.
+    out.reserve_exact(declared.min(PIECE_LIMIT));
+    let mut frame_decoder = DECODER.with(|d| d.borrow_mut().take()).unwrap_or_else(|| {
+        let mut decoder = ruzstd::decoding::FrameDecoder::new();
+        decoder.set_max_window_size(PIECE_LIMIT as u64);
+        decoder
+    });
+    // The frame states its size and window (each at most PIECE_LIMIT,
+    // checked when it was split off): decode it in one go into a buffer of
+    // that size; a frame producing more fails instead of growing the buffer.
     let decoded = frame_decoder
         .decode_all_to_vec(frame, &mut out)
         .map_err(|e| invalid(e.to_string()))
@@ -456,7 +476,13 @@ fn parallel(
                 .ok()
                 .and_then(|pool| pool.try_recv().ok())
                 .unwrap_or_default();
-            let decoded = decode(&piece, out);
+            // A decoder that panics (ruzstd does on a failed allocation)
+            // fails the pull instead of leaving the reader waiting forever.
+            let decoded =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decode(&piece, out)))
+                    .unwrap_or_else(|_| {
+                        Err(io::Error::other("decoding a piece of the layer failed"))
+                    });
             let _ = spent_pieces.send(piece);
             if results.send(Piece::Data(index, decoded)).is_err() {
                 return;
@@ -555,12 +581,74 @@ impl Read for InOrder {
     }
 }
 
-type RuzstdStream<R> = ruzstd::decoding::StreamingDecoder<R, ruzstd::decoding::FrameDecoder>;
+/// A frame's header bytes, then the rest of the stream.
+type FrameSource<R> = io::Chain<io::Cursor<Vec<u8>>, R>;
+type RuzstdStream<R> =
+    ruzstd::decoding::StreamingDecoder<FrameSource<R>, ruzstd::decoding::FrameDecoder>;
 
-/// Decodes every zstd frame of a stream, one after the other, on this thread.
+/// Decodes every zstd frame of a stream, one after the other, on this
+/// thread, as libzstd's stream decoder does: skippable frames are skipped,
+/// a frame's checksum and stated size are checked, windows are at most the
+/// decoders' default limit (128 MiB).
 struct ZstdFrames<R: io::BufRead> {
     decoder: Option<RuzstdStream<R>>,
     reader: Option<R>,
+    /// The current frame's stated decoded size, and what it gave so far.
+    stated: Option<u64>,
+    decoded: u64,
+}
+
+impl<R: io::BufRead> ZstdFrames<R> {
+    fn new(reader: R) -> Self {
+        ZstdFrames {
+            decoder: None,
+            reader: Some(reader),
+            stated: None,
+            decoded: 0,
+        }
+    }
+
+    /// Starts on the next frame (skipping skippable ones); `false` at the end.
+    fn next_frame(&mut self, mut reader: R) -> io::Result<bool> {
+        loop {
+            let mut head = vec![0u8; 4];
+            match read_full(&mut reader, &mut head)? {
+                0 => return Ok(false),
+                4 => {}
+                _ => return Err(truncated()),
+            }
+            let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+            if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
+                let mut size = [0u8; 4];
+                if read_full(&mut reader, &mut size)? < 4 {
+                    return Err(truncated());
+                }
+                let size = u64::from(u32::from_le_bytes(size));
+                if io::copy(&mut (&mut reader).take(size), &mut io::sink())? < size {
+                    return Err(truncated());
+                }
+                continue;
+            }
+            if magic != ZSTD_MAGIC {
+                return Err(invalid("the layer holds something other than zstd frames"));
+            }
+            head.push(0);
+            if read_full(&mut reader, &mut head[4..])? < 1 {
+                return Err(truncated());
+            }
+            let (_, header_len) = zstd_header_lengths(head[4]);
+            head.resize(header_len, 0);
+            if read_full(&mut reader, &mut head[5..])? < header_len - 5 {
+                return Err(truncated());
+            }
+            self.stated = zstd_content_size(&head);
+            self.decoded = 0;
+            let source = io::Cursor::new(head).chain(reader);
+            let decoder = RuzstdStream::new(source).map_err(|e| invalid(e.to_string()))?;
+            self.decoder = Some(decoder);
+            return Ok(true);
+        }
+    }
 }
 
 impl<R: io::BufRead> Read for ZstdFrames<R> {
@@ -571,23 +659,33 @@ impl<R: io::BufRead> Read for ZstdFrames<R> {
         loop {
             if let Some(decoder) = &mut self.decoder {
                 let n = decoder.read(buf)?;
+                self.decoded += n as u64;
+                if self.stated.is_some_and(|stated| self.decoded > stated) {
+                    return Err(invalid(
+                        "a zstd frame decodes to more than the size it states",
+                    ));
+                }
                 if n > 0 {
                     return Ok(n);
                 }
                 // This frame is done: check it, take the reader back for the next one.
                 if let Some(decoder) = self.decoder.take() {
                     check_ruzstd_checksum(&decoder.decoder)?;
-                    self.reader = Some(decoder.into_inner());
+                    if self.stated.is_some_and(|stated| self.decoded != stated) {
+                        return Err(invalid(
+                            "a zstd frame decodes to another size than it states",
+                        ));
+                    }
+                    let (_header, reader) = decoder.into_inner().into_inner();
+                    self.reader = Some(reader);
                 }
             }
-            let Some(mut reader) = self.reader.take() else {
+            let Some(reader) = self.reader.take() else {
                 return Ok(0);
             };
-            if reader.fill_buf()?.is_empty() {
+            if !self.next_frame(reader)? {
                 return Ok(0);
             }
-            let decoder = RuzstdStream::new(reader).map_err(|e| invalid(e.to_string()))?;
-            self.decoder = Some(decoder);
         }
     }
 }
@@ -601,4 +699,59 @@ fn truncated() -> io::Error {
 
 fn invalid(message: impl Into<String>) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, message.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    /// A gzip member recording its size in the `op` field, as packs write.
+    fn member(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::GzBuilder::new()
+            .extra(vec![
+                GZIP_SIZE_FIELD[0],
+                GZIP_SIZE_FIELD[1],
+                4,
+                0,
+                0,
+                0,
+                0,
+                0,
+            ])
+            .write(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        let mut member = encoder.finish().unwrap();
+        let size = (member.len() as u32).to_le_bytes();
+        member[16..20].copy_from_slice(&size);
+        assert_eq!(gzip_member_size(&member), Some(member.len()));
+        member
+    }
+
+    #[test]
+    fn a_panicking_decoder_fails_the_read_instead_of_hanging() {
+        // One piece in the middle makes its worker panic; the others decode.
+        let mut x = 0x9e37_79b9u32;
+        let odd: Vec<u8> = (0..4000)
+            .map(|_| {
+                x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                (x >> 24) as u8
+            })
+            .collect();
+        let mut pieces: Vec<u8> = (0..3u8).flat_map(|i| member(&[i; 1000])).collect();
+        pieces.extend(member(&odd));
+        pieces.extend((3..9u8).flat_map(|i| member(&[i; 1000])));
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = parallel(io::Cursor::new(pieces), split_gzip, |piece, out| {
+                assert!(piece.len() < 1000, "a decoder bug");
+                decode_gzip(piece, out)
+            });
+            let _ = done.send(reader.read_to_end(&mut Vec::new()));
+        });
+        let outcome = result
+            .recv_timeout(std::time::Duration::from_secs(20))
+            .expect("the read returned");
+        assert!(outcome.is_err());
+    }
 }

@@ -215,7 +215,13 @@ pub(crate) fn fetch_online(
 pub(crate) fn resolve_online(session: &Session, reference: &Reference) -> Result<String> {
     let (fetched, digest) = resolve(reference, &mut session.client(reference, false)?)?;
     if is_index(&fetched.bytes, fetched.media_type.as_deref()) {
-        parse_index(&fetched.bytes, &format!("the manifest of {reference}"))?;
+        let what = format!("the manifest of {reference}");
+        if parse_index(&fetched.bytes, &what)?.manifests().is_empty() {
+            return Err(Error::invalid(
+                what,
+                "it is an index of no manifests: there is nothing to lock",
+            ));
+        }
     } else {
         parse_manifest(reference, &fetched.bytes)?;
     }

@@ -155,6 +155,15 @@ impl Unpacker {
 
     fn untar(&mut self, reader: impl Read) -> Unpacked {
         let mut archive = tar::Archive::new(reader);
+        self.entries_of(&mut archive)?;
+        // Then the layer to its end: a gzip member's CRC and a zstd frame's
+        // checksum are checked only there (a layer from another tool is one
+        // member or frame), and bytes after the tar's end count too.
+        let mut rest = archive.into_inner();
+        self.copy_counted(&mut rest, &mut io::sink(), "the end of the layer")
+    }
+
+    fn entries_of<R: Read>(&mut self, archive: &mut tar::Archive<R>) -> Unpacked {
         for entry in archive.entries()? {
             let mut entry = entry?;
             let raw_path = entry.path_bytes().into_owned();
@@ -247,6 +256,17 @@ impl Unpacker {
 
     fn write_file(&mut self, target: &Path, reader: &mut dyn Read, name: &str) -> Unpacked {
         let mut file = fs::File::create(target)?;
+        let written = self.copy_counted(reader, &mut file, name);
+        if written.is_err() {
+            drop(file);
+            let _ = fs::remove_file(target);
+        }
+        written
+    }
+
+    /// Copies `reader` to its end into `out`, every byte counted against the
+    /// limits (`name` is what is being written, for the message).
+    fn copy_counted(&mut self, reader: &mut dyn Read, out: &mut dyn Write, name: &str) -> Unpacked {
         let mut buffer = vec![0u8; 64 << 10];
         loop {
             let n = match reader.read(&mut buffer) {
@@ -258,8 +278,6 @@ impl Unpacker {
             self.written += n as u64;
             let (budget, var) = self.byte_budget();
             if self.written > budget {
-                drop(file);
-                let _ = fs::remove_file(target);
                 let reason = if var == env::MAX_EXPANSION {
                     format!(
                         "while writing `{}` it unpacks to more than {} times the {} compressed \
@@ -289,7 +307,7 @@ impl Unpacker {
                     ),
                 });
             }
-            file.write_all(&buffer[..n])?;
+            out.write_all(&buffer[..n])?;
         }
         Ok(())
     }
