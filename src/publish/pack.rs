@@ -493,13 +493,15 @@ fn compressed_tar(
     match compression {
         LayerCompression::Gzip { level } => {
             let level = level.min(9);
-            if let Err(e) = parallel_blocks(&mut source, &mut drain, |b| gzip_member(b, level)) {
+            let member = |b: &[u8]| gzip_member(b, level);
+            if let Err(e) = parallel_blocks(&mut source, &mut drain, BLOCK, member) {
                 drain.error.get_or_insert(e);
             }
         }
         LayerCompression::Zstd { level } => {
             let level = level.clamp(1, ZSTD_MAX_LEVEL);
-            if let Err(e) = parallel_blocks(&mut source, &mut drain, |b| zstd_frame(b, level)) {
+            let frame = |b: &[u8]| zstd_frame(b, level);
+            if let Err(e) = parallel_blocks(&mut source, &mut drain, zstd_block(level), frame) {
                 drain.error.get_or_insert(e);
             }
         }
@@ -520,7 +522,18 @@ fn compressed_tar(
 /// Bytes of uncompressed tar per gzip member or zstd frame.
 const BLOCK: usize = 4 << 20;
 
-/// Compression with all cores: the stream is cut into fixed 4 MiB blocks,
+/// Bytes of uncompressed tar per zstd frame: 4 MiB, but 8 MiB at the
+/// highest level, where a larger window is what makes the layer smaller
+/// (2 % here) and consumers hold 8 MiB pieces while they pull.
+fn zstd_block(level: i32) -> usize {
+    if level >= ZSTD_MAX_LEVEL {
+        2 * BLOCK
+    } else {
+        BLOCK
+    }
+}
+
+/// Compression with all cores: the stream is cut into fixed blocks (4 MiB),
 /// each compressed on its own thread into a gzip member or zstd frame,
 /// written in order. Concatenated members (RFC 1952) and frames (RFC 8878)
 /// are one valid stream that gzip and zstd readers decode (Go's, zlib's,
@@ -529,6 +542,7 @@ const BLOCK: usize = 4 << 20;
 fn parallel_blocks(
     reader: &mut impl io::Read,
     writer: &mut impl Write,
+    block_size: usize,
     compress: impl Fn(&[u8]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
@@ -537,13 +551,13 @@ fn parallel_blocks(
         let mut blocks = Vec::with_capacity(workers);
         let mut at_end = false;
         while blocks.len() < workers {
-            let mut block = vec![0u8; BLOCK];
+            let mut block = vec![0u8; block_size];
             let n = crate::store::stream::read_full(reader, &mut block)?;
             block.truncate(n);
             if n > 0 {
                 blocks.push(block);
             }
-            if n < BLOCK {
+            if n < block_size {
                 at_end = true;
                 break;
             }
@@ -579,14 +593,16 @@ fn parallel_blocks(
 
 /// One zstd frame (libzstd), stating its decoded size in its header so
 /// consumers can decode frames in parallel; the window never exceeds the
-/// block, so a consumer's memory stays small. Its checksum (4 bytes) lets a
+/// block (single segment), so a consumer's memory stays small. Its checksum (4 bytes) lets a
 /// consumer tell a corrupt frame from the one packed (gzip members have
 /// their CRC).
 pub(crate) fn zstd_frame(block: &[u8], level: i32) -> io::Result<Vec<u8>> {
     let mut compressor = zstd::bulk::Compressor::new(level)?;
     compressor.include_contentsize(true)?;
     compressor.include_checksum(true)?;
-    compressor.window_log(22)?; // 4 MiB: one block
+    // The window covers the block and no more (4 or 8 MiB).
+    let window_log = if block.len() > 4 << 20 { 23 } else { 22 };
+    compressor.window_log(window_log)?;
     compressor.compress(block)
 }
 
