@@ -1,7 +1,8 @@
 //! Decompression of a layer stream, on every core when the stream is made
 //! of independent pieces.
 //!
-//! `ocipkg pack` cuts the tar into fixed 4 MiB blocks and compresses each
+//! `ocipkg pack` cuts the tar into fixed 4 MiB blocks (8 MiB for zstd at its
+//! highest level) and compresses each
 //! into its own gzip member or zstd frame. Concatenated, they are one valid
 //! gzip or zstd stream for every other reader; here each piece is found
 //! without decoding it and decoded on its own thread, and the results are
@@ -30,7 +31,7 @@ use std::sync::{Arc, Mutex};
 use crate::oci::format::Compression;
 use crate::store::stream::read_full;
 
-/// Most bytes of one piece, compressed or decoded (packs write 4 MiB).
+/// Most bytes of one piece, compressed or decoded (packs write 4 or 8 MiB).
 pub(crate) const PIECE_LIMIT: usize = 16 << 20;
 
 /// Pieces held beyond one per worker (the one being handed on).
