@@ -534,61 +534,107 @@ fn zstd_block(level: i32) -> usize {
 }
 
 /// Compression with all cores: the stream is cut into fixed blocks (4 MiB),
-/// each compressed on its own thread into a gzip member or zstd frame,
+/// each compressed on a worker thread into a gzip member or zstd frame,
 /// written in order. Concatenated members (RFC 1952) and frames (RFC 8878)
 /// are one valid stream that gzip and zstd readers decode (Go's, zlib's,
 /// Python's, zstd's; ocipkg's reads every member and frame); the fixed cuts
-/// keep the output reproducible. Memory: about two blocks per core.
+/// keep the output reproducible. Reading, compressing and writing overlap;
+/// memory: at most two blocks per worker in flight.
 fn parallel_blocks(
-    reader: &mut impl io::Read,
+    reader: &mut (impl io::Read + Send),
     writer: &mut impl Write,
     block_size: usize,
     compress: impl Fn(&[u8]) -> io::Result<Vec<u8>> + Sync,
 ) -> io::Result<()> {
+    use std::collections::BTreeMap;
+    use std::sync::mpsc::{channel, sync_channel};
+    use std::sync::{Arc, Mutex};
+
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().min(8));
-    let mut wrote_any = false;
-    loop {
-        let mut blocks = Vec::with_capacity(workers);
-        let mut at_end = false;
-        while blocks.len() < workers {
-            let mut block = vec![0u8; block_size];
-            let n = crate::store::stream::read_full(reader, &mut block)?;
-            block.truncate(n);
-            if n > 0 {
-                blocks.push(block);
-            }
-            if n < block_size {
-                at_end = true;
-                break;
-            }
+    std::thread::scope(|scope| {
+        // A block is read only with a free slot; a slot comes back when its
+        // member is written.
+        let (slots, slot_taken) = sync_channel::<()>(2 * workers);
+        for _ in 0..2 * workers {
+            let _ = slots.send(());
         }
-        if blocks.is_empty() && !wrote_any {
-            blocks.push(Vec::new()); // an empty stream is one empty member
+        let (jobs, queue) = sync_channel::<(usize, Vec<u8>)>(workers);
+        let queue = Arc::new(Mutex::new(queue));
+        let (results, done) = channel::<(usize, io::Result<Vec<u8>>)>();
+        for _ in 0..workers {
+            let (queue, results, compress) = (queue.clone(), results.clone(), &compress);
+            scope.spawn(move || loop {
+                let job = match queue.lock() {
+                    Ok(queue) => queue.recv(),
+                    Err(_) => return,
+                };
+                let Ok((index, block)) = job else { return };
+                // A panic is an error of this block, never a writer left waiting.
+                let member =
+                    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| compress(&block)))
+                        .unwrap_or_else(|_| Err(io::Error::other("a compression thread panicked")));
+                if results.send((index, member)).is_err() {
+                    return;
+                }
+            });
         }
-        let members: Vec<io::Result<Vec<u8>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = blocks
-                .iter()
-                .map(|block| {
-                    let compress = &compress;
-                    scope.spawn(move || compress(block))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(io::Error::other("a gzip thread panicked")))
-                })
-                .collect()
+        // The reader: blocks in order; the count of blocks, or its error.
+        let reading = scope.spawn(move || -> io::Result<usize> {
+            for index in 0.. {
+                if slot_taken.recv().is_err() {
+                    return Ok(index); // the writer stopped
+                }
+                let mut block = vec![0u8; block_size];
+                let n = crate::store::stream::read_full(reader, &mut block)?;
+                block.truncate(n);
+                // An empty stream is one empty member.
+                if n > 0 || index == 0 {
+                    if jobs.send((index, block)).is_err() {
+                        return Ok(index);
+                    }
+                }
+                if n < block_size {
+                    return Ok(if n > 0 || index == 0 {
+                        index + 1
+                    } else {
+                        index
+                    });
+                }
+            }
+            unreachable!("the loop returns")
         });
-        for member in members {
-            writer.write_all(&member?)?;
-            wrote_any = true;
+        drop(results);
+        let mut waiting = BTreeMap::new();
+        let mut next = 0;
+        let mut written = Ok(());
+        'writing: loop {
+            while let Some(member) = waiting.remove(&next) {
+                let member: io::Result<Vec<u8>> = member;
+                if let Err(e) = member.and_then(|m| writer.write_all(&m)) {
+                    written = Err(e);
+                    break 'writing;
+                }
+                next += 1;
+                let _ = slots.send(());
+            }
+            match done.recv() {
+                Ok((index, member)) => {
+                    waiting.insert(index, member);
+                }
+                Err(_) => break, // every worker has finished
+            }
         }
-        if at_end {
-            return writer.flush();
+        drop(slots);
+        drop(done);
+        let count = reading
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("the reading thread panicked")))?;
+        written?;
+        if next < count {
+            return Err(io::Error::other("a compression thread stopped"));
         }
-    }
+        writer.flush()
+    })
 }
 
 /// One zstd frame (libzstd), stating its decoded size in its header so
@@ -838,6 +884,43 @@ fn is_executable(_meta: &fs::Metadata) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn parallel_blocks_keep_order_and_fail_cleanly() {
+        // Blocks finish out of order (later ones faster); the output keeps
+        // the input's order.
+        let input: Vec<u8> = (0..10_000u32).map(|i| (i % 253) as u8).collect();
+        let slow_first = |b: &[u8]| {
+            std::thread::sleep(std::time::Duration::from_millis(u64::from(20 - b[0] % 20)));
+            Ok(b.to_vec())
+        };
+        let mut out = Vec::new();
+        parallel_blocks(&mut &input[..], &mut out, 700, slow_first).unwrap();
+        assert!(out == input);
+        // An empty stream is one (empty) block.
+        let mut out = Vec::new();
+        parallel_blocks(&mut &[][..], &mut out, 700, |b: &[u8]| {
+            assert!(b.is_empty());
+            Ok(b"empty".to_vec())
+        })
+        .unwrap();
+        assert_eq!(out, b"empty");
+        // A failing or panicking block fails the whole, without hanging.
+        let fails = |b: &[u8]| {
+            if b[0] == input[7 * 700] {
+                Err(io::Error::other("block 7"))
+            } else {
+                Ok(b.to_vec())
+            }
+        };
+        let err = parallel_blocks(&mut &input[..], &mut Vec::new(), 700, fails).unwrap_err();
+        assert_eq!(err.to_string(), "block 7");
+        let panics = |b: &[u8]| {
+            assert!(b[0] != input[3 * 700], "a compressor bug");
+            Ok(b.to_vec())
+        };
+        assert!(parallel_blocks(&mut &input[..], &mut Vec::new(), 700, panics).is_err());
+    }
 
     #[test]
     fn rfc3339_dates() {
