@@ -588,10 +588,8 @@ fn parallel_blocks(
                 let n = crate::store::stream::read_full(reader, &mut block)?;
                 block.truncate(n);
                 // An empty stream is one empty member.
-                if n > 0 || index == 0 {
-                    if jobs.send((index, block)).is_err() {
-                        return Ok(index);
-                    }
+                if (n > 0 || index == 0) && jobs.send((index, block)).is_err() {
+                    return Ok(index);
                 }
                 if n < block_size {
                     return Ok(if n > 0 || index == 0 {
