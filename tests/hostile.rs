@@ -549,6 +549,21 @@ impl Scene {
         publish(&self.registry.host(), repo_tag, layers, config).0
     }
 
+    /// A package of an honest tar layer, then `media_type` layer `blob`.
+    fn publish_after_honest(
+        &self,
+        repo_tag: &str,
+        media_type: &'static str,
+        blob: Vec<u8>,
+    ) -> String {
+        let layer = Layer {
+            media_type,
+            blob,
+            title: None,
+        };
+        self.publish(repo_tag, vec![tar_layer(&honest()), layer], None)
+    }
+
     fn pull(&self, reference: &str) -> Output {
         finish(
             ocipkg()
@@ -897,12 +912,7 @@ fn a_gzip_bomb_stops_at_the_unpacked_size_limit() {
     let scene = Scene::new();
     let bomb = gzip_bomb(192); // ~3 MB inflating to 3 GiB
     assert!(bomb.len() < 4 << 20, "{}", bomb.len());
-    let layer = Layer {
-        media_type: TAR_GZ,
-        blob: bomb,
-        title: None,
-    };
-    let reference = scene.publish("evil/gzip-bomb:1", vec![tar_layer(&honest()), layer], None);
+    let reference = scene.publish_after_honest("evil/gzip-bomb:1", TAR_GZ, bomb);
     let started = Instant::now();
     scene.refused_with(
         ocipkg()
@@ -916,12 +926,7 @@ fn a_gzip_bomb_stops_at_the_unpacked_size_limit() {
 #[test]
 fn a_gzip_bomb_stops_at_the_expansion_ratio_by_default() {
     let scene = Scene::new();
-    let layer = Layer {
-        media_type: TAR_GZ,
-        blob: gzip_bomb(192),
-        title: None,
-    };
-    let reference = scene.publish("evil/gzip-ratio:1", vec![tar_layer(&honest()), layer], None);
+    let reference = scene.publish_after_honest("evil/gzip-ratio:1", TAR_GZ, gzip_bomb(192));
     scene.refused(&reference, "OCIPKG_MAX_EXPANSION");
 }
 
@@ -929,12 +934,7 @@ fn a_gzip_bomb_stops_at_the_expansion_ratio_by_default() {
 fn a_zstd_bomb_stops_at_the_unpacked_size_limit() {
     let scene = Scene::new();
     let bomb = zstd_bomb(2 << 30); // 64 KiB RLE blocks: ~64 KB inflating to 2 GiB
-    let layer = Layer {
-        media_type: TAR_ZSTD,
-        blob: bomb,
-        title: None,
-    };
-    let reference = scene.publish("evil/zstd-bomb:1", vec![tar_layer(&honest()), layer], None);
+    let reference = scene.publish_after_honest("evil/zstd-bomb:1", TAR_ZSTD, bomb);
     scene.refused_with(
         ocipkg()
             .args(["pull", &reference])
@@ -988,15 +988,10 @@ fn a_corrupt_piece_in_the_middle_of_a_layer_fails_the_pull_and_caches_nothing() 
     // the producer wrote it so. Decoding must fail; nothing may land.
     let scene = Scene::new();
     for (compression, media_type) in [("gzip", TAR_GZ), ("zstd", TAR_ZSTD)] {
-        let layer = Layer {
-            media_type,
-            blob: packed_layer_corrupted_in_the_middle(compression),
-            title: None,
-        };
-        let reference = scene.publish(
+        let reference = scene.publish_after_honest(
             &format!("evil/corrupt-{compression}:1"),
-            vec![tar_layer(&honest()), layer],
-            None,
+            media_type,
+            packed_layer_corrupted_in_the_middle(compression),
         );
         let err = scene.refused(&reference, "layer");
         assert!(err.lines().count() >= 2, "a multi-line error: {err}");
@@ -1030,16 +1025,7 @@ fn a_corrupt_layer_from_another_tool_fails_the_pull_at_its_checksum() {
     {
         let middle = blob.len() / 2;
         blob[middle] ^= 0x20;
-        let layer = Layer {
-            media_type,
-            blob,
-            title: None,
-        };
-        let reference = scene.publish(
-            &format!("evil/one-{name}:1"),
-            vec![tar_layer(&honest()), layer],
-            None,
-        );
+        let reference = scene.publish_after_honest(&format!("evil/one-{name}:1"), media_type, blob);
         let err = scene.refused(&reference, "layer");
         assert!(
             err.contains("checksum") || err.contains("corrupt"),

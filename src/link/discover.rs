@@ -49,7 +49,7 @@ impl Library {
 }
 
 /// Directories searched for libraries, relative to the package root.
-const LIB_DIRS: [&str; 4] = ["lib", "lib64", "bin", ""];
+pub(crate) const LIB_DIRS: [&str; 4] = ["lib", "lib64", "bin", ""];
 
 fn apple(target: &Target) -> bool {
     matches!(target.os.as_str(), "macos" | "ios" | "tvos" | "watchos")

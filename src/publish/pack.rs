@@ -348,7 +348,7 @@ fn missing_parts(dir: &Path, metadata: &LinkMetadata) -> Vec<String> {
         }
     }
     let mut files = Vec::new();
-    for sub in ["lib", "lib64", "bin", ""] {
+    for sub in crate::link::discover::LIB_DIRS {
         if let Ok(entries) = fs::read_dir(dir.join(sub)) {
             files.extend(
                 entries

@@ -46,7 +46,7 @@ pub struct Pushed {
 /// save` of a multi-platform package) puts it under the tag as it is, with
 /// every platform's manifest, so its digest stays the same.
 pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
-    let mut layout = Layout::open(path)?;
+    let layout = Layout::open(path)?;
     let index = layout.read_index()?;
     let entries = index.manifests();
     let entry = match entries.as_slice() {
@@ -122,8 +122,9 @@ pub fn push(path: &Path, reference: Option<&str>) -> Result<Pushed> {
                     format!("its index names another index ({digest}); only one level is pushed"),
                 ));
             }
-            layout_blob(&layout, &digest, &what)?;
-            let bytes = manifest::entry_manifest(&mut layout, child, &what)?;
+            // Read once: its digest checked by the layout, its size here.
+            let bytes = layout_blob(&layout, &digest, &what)?;
+            digest::check(&what, &digest, child.size(), &digest, bytes.len() as u64)?;
             let parsed = parse(&bytes, &digest)?;
             manifests.push((child.clone(), bytes, parsed));
         }

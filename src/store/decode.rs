@@ -2,11 +2,10 @@
 //! of independent pieces.
 //!
 //! `ocipkg pack` cuts the tar into fixed 4 MiB blocks (8 MiB for zstd at its
-//! highest level) and compresses each
-//! into its own gzip member or zstd frame. Concatenated, they are one valid
-//! gzip or zstd stream for every other reader; here each piece is found
-//! without decoding it and decoded on its own thread, and the results are
-//! handed on in order:
+//! highest level) and compresses each into its own gzip member or zstd
+//! frame. Concatenated, they are one valid gzip or zstd stream for every
+//! other reader; here each piece is found without decoding it and decoded
+//! on its own thread, and the results are handed on in order:
 //! - a gzip member records its own length in an extra field of its header
 //!   (subfield `op`, 4 bytes, little-endian: the member's size in bytes, as
 //!   BGZF does), which readers that do not know it skip;
@@ -19,9 +18,11 @@
 //!
 //! zstd is decoded by the pure-Rust ruzstd, or, with the `libzstd` feature
 //! (which the producer features include), by the C library, about four
-//! times faster; consumers do not pay its C compile unless they ask. Memory stays bounded: at
-//! most one piece per worker plus [`READ_AHEAD`] pieces of at most [`PIECE_LIMIT`] bytes (compressed
-//! and decoded) are held at once, and a piece claiming more is refused.
+//! times faster; consumers do not pay its C compile unless they ask.
+//!
+//! Memory stays bounded: at most one piece per worker plus [`READ_AHEAD`]
+//! pieces of at most [`PIECE_LIMIT`] bytes (compressed and decoded) are held
+//! at once, and a piece claiming more, or a window larger, is refused.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -271,25 +272,24 @@ fn zstd_header_lengths(descriptor: u8) -> (usize, usize) {
     (fcs_len, 4 + 1 + window_len + dict_len + fcs_len)
 }
 
-/// The next zstd frame, whole (skippable frames are dropped).
-fn split_zstd(reader: &mut dyn Read, mut frame: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+/// The header of the next zstd frame (magic number to content size) into
+/// `head`, skippable frames skipped; `None` at the end of the stream.
+fn read_frame_header(reader: &mut dyn Read, mut head: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
     loop {
-        frame.clear();
-        frame.resize(5, 0);
-        let n = read_full(reader, &mut frame[..4])?;
-        if n == 0 {
-            return Ok(None);
+        head.clear();
+        head.resize(5, 0);
+        match read_full(reader, &mut head[..4])? {
+            0 => return Ok(None),
+            4 => {}
+            _ => return Err(truncated()),
         }
-        if n < 4 {
-            return Err(truncated());
-        }
-        let magic = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
         if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
             let mut size = [0u8; 4];
             if read_full(reader, &mut size)? < 4 {
                 return Err(truncated());
             }
-            let size = u32::from_le_bytes(size) as u64;
+            let size = u64::from(u32::from_le_bytes(size));
             if io::copy(&mut reader.take(size), &mut io::sink())? < size {
                 return Err(truncated());
             }
@@ -298,65 +298,73 @@ fn split_zstd(reader: &mut dyn Read, mut frame: Vec<u8>) -> io::Result<Option<Ve
         if magic != ZSTD_MAGIC {
             return Err(invalid("the layer holds something other than zstd frames"));
         }
-        if read_full(reader, &mut frame[4..5])? < 1 {
+        if read_full(reader, &mut head[4..5])? < 1 {
             return Err(truncated());
         }
-        let descriptor = frame[4];
-        let (_, header_len) = zstd_header_lengths(descriptor);
-        frame.resize(header_len, 0);
-        if read_full(reader, &mut frame[5..])? < header_len - 5 {
+        let (_, header_len) = zstd_header_lengths(head[4]);
+        head.resize(header_len, 0);
+        if read_full(reader, &mut head[5..])? < header_len - 5 {
             return Err(truncated());
         }
-        if zstd_content_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
-            return Err(invalid(format!(
-                "a zstd frame of a layer packed in pieces does not state a decoded size of at \
-                 most {PIECE_LIMIT} bytes"
-            )));
-        }
-        // A decoder may fill its window before it hands anything out.
-        if zstd_window_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
-            return Err(invalid(format!(
-                "a zstd frame of a layer packed in pieces asks for a window of more than \
-                 {PIECE_LIMIT} bytes"
-            )));
-        }
-        loop {
-            let mut block = [0u8; 3];
-            if read_full(reader, &mut block)? < 3 {
-                return Err(truncated());
-            }
-            frame.extend_from_slice(&block);
-            let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
-            let last = header & 1 != 0;
-            let size = (header >> 3) as usize;
-            let content = match (header >> 1) & 3 {
-                1 => 1, // RLE: one byte, repeated
-                3 => return Err(invalid("a zstd block has the reserved type")),
-                _ => size,
-            };
-            if frame.len() + content > PIECE_LIMIT {
-                return Err(invalid(format!(
-                    "a zstd frame is larger than {PIECE_LIMIT} bytes"
-                )));
-            }
-            let start = frame.len();
-            frame.resize(start + content, 0);
-            if read_full(reader, &mut frame[start..])? < content {
-                return Err(truncated());
-            }
-            if last {
-                break;
-            }
-        }
-        if descriptor & 4 != 0 {
-            let start = frame.len();
-            frame.resize(start + 4, 0);
-            if read_full(reader, &mut frame[start..])? < 4 {
-                return Err(truncated());
-            }
-        }
-        return Ok(Some(frame));
+        return Ok(Some(head));
     }
+}
+
+/// The next zstd frame, whole (skippable frames are dropped).
+fn split_zstd(reader: &mut dyn Read, frame: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+    let Some(mut frame) = read_frame_header(reader, frame)? else {
+        return Ok(None);
+    };
+    let descriptor = frame[4];
+    if zstd_content_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
+        return Err(invalid(format!(
+            "a zstd frame of a layer packed in pieces does not state a decoded size of at \
+             most {PIECE_LIMIT} bytes"
+        )));
+    }
+    // A decoder may fill its window before it hands anything out.
+    if zstd_window_size(&frame).is_none_or(|n| n > PIECE_LIMIT as u64) {
+        return Err(invalid(format!(
+            "a zstd frame of a layer packed in pieces asks for a window of more than \
+             {PIECE_LIMIT} bytes"
+        )));
+    }
+    loop {
+        let mut block = [0u8; 3];
+        if read_full(reader, &mut block)? < 3 {
+            return Err(truncated());
+        }
+        frame.extend_from_slice(&block);
+        let header = u32::from_le_bytes([block[0], block[1], block[2], 0]);
+        let last = header & 1 != 0;
+        let size = (header >> 3) as usize;
+        let content = match (header >> 1) & 3 {
+            1 => 1, // RLE: one byte, repeated
+            3 => return Err(invalid("a zstd block has the reserved type")),
+            _ => size,
+        };
+        if frame.len() + content > PIECE_LIMIT {
+            return Err(invalid(format!(
+                "a zstd frame is larger than {PIECE_LIMIT} bytes"
+            )));
+        }
+        let start = frame.len();
+        frame.resize(start + content, 0);
+        if read_full(reader, &mut frame[start..])? < content {
+            return Err(truncated());
+        }
+        if last {
+            break;
+        }
+    }
+    if descriptor & 4 != 0 {
+        let start = frame.len();
+        frame.resize(start + 4, 0);
+        if read_full(reader, &mut frame[start..])? < 4 {
+            return Err(truncated());
+        }
+    }
+    Ok(Some(frame))
 }
 
 fn decode_zstd_rust(frame: &[u8], mut out: Vec<u8>) -> io::Result<Vec<u8>> {
@@ -611,44 +619,14 @@ impl<R: io::BufRead> ZstdFrames<R> {
 
     /// Starts on the next frame (skipping skippable ones); `false` at the end.
     fn next_frame(&mut self, mut reader: R) -> io::Result<bool> {
-        loop {
-            let mut head = vec![0u8; 4];
-            match read_full(&mut reader, &mut head)? {
-                0 => return Ok(false),
-                4 => {}
-                _ => return Err(truncated()),
-            }
-            let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
-            if magic & 0xFFFF_FFF0 == 0x184D_2A50 {
-                let mut size = [0u8; 4];
-                if read_full(&mut reader, &mut size)? < 4 {
-                    return Err(truncated());
-                }
-                let size = u64::from(u32::from_le_bytes(size));
-                if io::copy(&mut (&mut reader).take(size), &mut io::sink())? < size {
-                    return Err(truncated());
-                }
-                continue;
-            }
-            if magic != ZSTD_MAGIC {
-                return Err(invalid("the layer holds something other than zstd frames"));
-            }
-            head.push(0);
-            if read_full(&mut reader, &mut head[4..])? < 1 {
-                return Err(truncated());
-            }
-            let (_, header_len) = zstd_header_lengths(head[4]);
-            head.resize(header_len, 0);
-            if read_full(&mut reader, &mut head[5..])? < header_len - 5 {
-                return Err(truncated());
-            }
-            self.stated = zstd_content_size(&head);
-            self.decoded = 0;
-            let source = io::Cursor::new(head).chain(reader);
-            let decoder = RuzstdStream::new(source).map_err(|e| invalid(e.to_string()))?;
-            self.decoder = Some(decoder);
-            return Ok(true);
-        }
+        let Some(head) = read_frame_header(&mut reader, Vec::new())? else {
+            return Ok(false);
+        };
+        self.stated = zstd_content_size(&head);
+        self.decoded = 0;
+        let source = io::Cursor::new(head).chain(reader);
+        self.decoder = Some(RuzstdStream::new(source).map_err(|e| invalid(e.to_string()))?);
+        Ok(true)
     }
 }
 

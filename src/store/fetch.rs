@@ -137,11 +137,7 @@ pub(crate) fn fetch_locked(
 /// From the registry, or its mirrors: those only serve content, so a tag is
 /// resolved at the registry itself and mirrors are asked for that digest,
 /// verified; any failure there falls through to the next source.
-pub(crate) fn fetch_online(
-    session: &Session,
-    reference: &Reference,
-    target: &Target,
-) -> Result<Fetched> {
+fn fetch_online(session: &Session, reference: &Reference, target: &Target) -> Result<Fetched> {
     let cache = session.cache()?;
     let settings = session.config()?.registry(reference.registry());
     let origin = || session.client(reference, false);
